@@ -1,0 +1,40 @@
+"""User-facing errors.
+
+Every error a user can cause (bad config, missing or malformed data, wrong checkpoint, unwritable folder) is a
+:class:`BenchError` whose message is one plain paragraph naming the file or key and what is wrong. The CLI prints
+it without a traceback (unless ``--debug``) and exits non-zero. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class BenchError(Exception):
+    """An error caused by input the user can fix; the message says what and where."""
+
+    exit_code = 2
+
+
+class ConfigError(BenchError):
+    """Unknown or ill-typed config key, bad override syntax, impossible combination of settings."""
+
+
+class UnknownNameError(ConfigError):
+    """An unknown method, suite, dataset, transform or metric name."""
+
+
+class DataError(BenchError):
+    """A data file is missing, unreadable, of the wrong layout, or holds invalid values."""
+
+    exit_code = 3
+
+
+class CheckpointError(BenchError):
+    """A checkpoint does not fit the architecture it is loaded into."""
+
+    exit_code = 4
+
+
+class OutputError(BenchError):
+    """The output folder cannot be created or written."""
+
+    exit_code = 5

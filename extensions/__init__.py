@@ -1,0 +1,1 @@
+"""Point ops (FPS, kNN, grouping, Chamfer, ...) behind one front door: :mod:`extensions.ops`."""
