@@ -1,0 +1,235 @@
+"""Config resolution: YAML layers + dotted ``key=value`` overrides over the typed schema (:mod:`bench.schema`).
+
+``bench run suite=scanobjectnn method=all trainer.epochs=5`` is parsed by :func:`parse_cli` into selectors
+(suite, method list, profile, recipe) and a dotlist; :func:`resolve` builds one frozen config per
+(suite, method). ``method=all`` and comma lists are expanded from the registry *before* merging, which is
+why this is not Hydra (Hydra rejects ``method=all`` as a config group).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bench.api import REPRESENTATION
+from bench.errors import ConfigError
+from bench.registry import DATASETS, METHODS, did_you_mean, load_plugins
+from bench.schema import DATA_SOURCES, PROFILES, RECIPES, RunConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SUITES_DIR = REPO_ROOT / "suites"
+METHOD_CONFIGS_DIR = REPO_ROOT / "methods" / "configs"
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+SELECTORS = ("suite", "method", "profile", "recipe")
+#: sections a suite yaml may set (besides ``profiles``); a method yaml sets method/pretrain/recipes/profiles
+SUITE_SECTIONS = ("suite", "trainer", "seeds", "pretrain")
+METHOD_SECTIONS = ("method", "pretrain")
+
+
+@dataclass
+class CliRequest:
+    """What the user asked for on the command line."""
+
+    suites: list[str]
+    methods: list[str]
+    profile: str | None  # None: automatic (paper on real data, demo on the synthetic stand-in)
+    recipe: str
+    overrides: list[str] = field(default_factory=list)
+
+
+def suite_names() -> list[str]:
+    """Suites are the YAML files in ``suites/`` (file stem = suite name)."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def representation_methods() -> list[str]:
+    load_plugins()
+    return [n for n in METHODS.names() if REPRESENTATION in METHODS.get(n).capabilities]
+
+
+def parse_cli(tokens: list[str]) -> CliRequest:
+    """Split ``key=value`` tokens into selectors and config overrides; validate the selectors."""
+    selected: dict[str, str] = {}
+    overrides: list[str] = []
+    for token in tokens:
+        if "=" not in token:
+            raise ConfigError(f'cannot parse "{token}": arguments are key=value (e.g. suite=scanobjectnn).')
+        key, value = token.split("=", 1)
+        if key in SELECTORS:
+            selected[key] = value
+        else:
+            overrides.append(token)
+    suites = _expand(selected.get("suite", ""), suite_names(), "suite")
+    methods = _expand(selected.get("method", "all"), representation_methods(), "method")
+    profile = selected.get("profile") or None
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError(f'unknown profile "{profile}".{did_you_mean(profile, PROFILES)} Choose from {PROFILES}.')
+    recipe = selected.get("recipe", "method")
+    if recipe not in RECIPES:
+        raise ConfigError(f'unknown recipe "{recipe}". Choose "method" (each method\'s own) or "shared".')
+    return CliRequest(suites, methods, profile, recipe, overrides)
+
+
+def _expand(value: str, known: list[str], kind: str) -> list[str]:
+    if not value:
+        raise ConfigError(f"no {kind} given: add {kind}=<name> (known: {', '.join(known)}).")
+    if value == "all":
+        return list(known)
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    for name in names:
+        if name not in known:
+            hint = did_you_mean(name, known)
+            raise ConfigError(f'unknown {kind} "{name}".{hint} Known {kind}s: {", ".join(known)}.')
+    return names
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file, a parse error or a non-mapping is a ConfigError naming the file."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot parse YAML in {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, not {type(data).__name__}.")
+    return data
+
+
+def _sections(data: dict[str, Any], allowed: tuple[str, ...], source: str, extra: tuple[str, ...]) -> dict:
+    unknown = set(data) - set(allowed) - set(extra)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(
+            f'{source}: unknown top-level key "{key}".{did_you_mean(key, allowed + extra)} '
+            f"Allowed: {', '.join(allowed + extra)}."
+        )
+    return {k: v for k, v in data.items() if k in allowed}
+
+
+def config_layers(suite: str, method: str, profile: str, recipe: str) -> list[tuple[str, dict]]:
+    """The ordered (source, mapping) layers for one (suite, method, profile, recipe)."""
+    suite_path = SUITES_DIR / f"{suite}.yaml"
+    method_path = METHOD_CONFIGS_DIR / f"{method}.yaml"
+    suite_yaml = read_yaml(suite_path)
+    method_yaml = read_yaml(method_path) if method_path.exists() else {}
+    layers = [
+        (str(suite_path), _sections(suite_yaml, SUITE_SECTIONS, str(suite_path), ("profiles",))),
+        (str(method_path), _sections(method_yaml, METHOD_SECTIONS, str(method_path), ("recipes", "profiles"))),
+    ]
+    recipes = method_yaml.get("recipes") or {}
+    if recipe == "method" and suite in recipes:
+        layers.append((f"{method_path} recipes.{suite}", recipes[suite]))
+    profile_path = PROFILES_DIR / f"{profile}.yaml"
+    layers.append((str(profile_path), read_yaml(profile_path)))
+    for path, data in ((suite_path, suite_yaml), (method_path, method_yaml)):
+        section = (data.get("profiles") or {}).get(profile)
+        if section:
+            layers.append((f"{path} profiles.{profile}", section))
+    return layers
+
+
+def resolve(suite: str, method: str, *, profile: str, recipe: str = "method", overrides: list[str] = ()) -> DictConfig:
+    """Merge every layer over the schema; return a read-only DictConfig (``OmegaConf.to_object`` gives objects)."""
+    load_plugins()
+    method_cls = METHODS.get(method)
+    base = OmegaConf.structured(RunConfig(method=method_cls.config_class(name=method)))
+    merged = base
+    env_root = os.environ.get("BENCH_DATA")
+    if env_root:
+        merged = _merge(merged, {"data": {"root": env_root}}, "environment variable BENCH_DATA")
+    for source, layer in config_layers(suite, method, profile, recipe):
+        merged = _merge(merged, layer, source)
+    merged = _merge(merged, {"profile": profile, "recipe": recipe}, "selectors")
+    try:
+        dotlist = OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot parse command-line overrides {list(overrides)}: {err}") from None
+    merged = _merge(merged, dotlist, "command line")
+    _validate(merged)
+    OmegaConf.set_readonly(merged, True)
+    return merged
+
+
+def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, layer)
+    except OmegaConfBaseException as err:
+        first_line = str(err).splitlines()[0]
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f'{source}: bad config key "{key}": {first_line}') from None
+
+
+def _validate(cfg: DictConfig) -> None:
+    if cfg.data.source not in DATA_SOURCES:
+        raise ConfigError(f'data.source must be one of {DATA_SOURCES}, got "{cfg.data.source}".')
+    known = known_variants(cfg)
+    for variant in cfg.suite.variants:
+        if variant not in known:
+            hint = did_you_mean(variant, known)
+            raise ConfigError(
+                f'suite "{cfg.suite.name}": unknown variant "{variant}".{hint} Known: {", ".join(known)}.'
+            )
+    if not cfg.seeds:
+        raise ConfigError("seeds is empty: give at least one seed, e.g. seeds=[0].")
+
+
+def known_variants(cfg: DictConfig) -> list[str]:
+    """A suite variant is a variant of its data set (objbg, ...) or a key of ``suite.variant_options`` (1k, 8k)."""
+    dataset_variants = [v for v in DATASETS.get(cfg.suite.dataset).variants if v != "default"]
+    return dataset_variants + [v for v in cfg.suite.variant_options if v not in dataset_variants]
+
+
+def dataset_variant(cfg: DictConfig, variant: str) -> str:
+    """The data set's own variant behind a suite variant ("default" for protocol-only variants such as 1k)."""
+    return variant if variant in DATASETS.get(cfg.suite.dataset).variants else "default"
+
+
+def variant_config(cfg: DictConfig, variant: str) -> DictConfig:
+    """The config of one variant: ``suite.variant_options[variant]`` merged over ``suite`` (read-only)."""
+    options = cfg.suite.variant_options.get(variant)
+    if not options:
+        return cfg
+    merged = _merge(cfg, {"suite": OmegaConf.to_container(options)}, f"suite.variant_options.{variant}")
+    OmegaConf.set_readonly(merged, True)
+    return merged
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """Plain nested dict (for records, MLflow params and hashing)."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def config_hash(data: Any, length: int = 10) -> str:
+    """Stable short hash of plain data (sorted-key JSON)."""
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def finetune_hash(cfg: DictConfig) -> str:
+    """Identity of a fine-tuning configuration, independent of seed, variant, paths and tracking."""
+    plain = to_plain(cfg)
+    keep = {k: plain[k] for k in ("method", "pretrain", "trainer", "suite", "recipe")}
+    keep["suite"] = {k: v for k, v in keep["suite"].items() if k != "variants"}
+    keep["method"] = {k: v for k, v in keep["method"].items() if k != "ckpt"}
+    keep["ckpt"] = plain["method"].get("ckpt")
+    return config_hash(keep)
+
+
+def pretrain_hash(cfg: DictConfig, data_kind: str) -> str:
+    """Identity of a pre-training run: method architecture + pretext + pre-training recipe + data kind."""
+    plain = to_plain(cfg)
+    method = {k: v for k, v in plain["method"].items() if k != "ckpt"}
+    return config_hash({"method": method, "pretrain": plain["pretrain"], "data_kind": data_kind})
+
+
+def dump_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,150 @@
+"""The typed config schema. Every key a user can set is a field here (or in a method's config dataclass);
+an unknown key anywhere is an error at load time, with a did-you-mean.
+
+Layering (later wins), resolved once by :func:`bench.config.resolve` and frozen:
+    schema defaults < suite yaml < method yaml < method recipe for the suite (unless ``recipe=shared``)
+    < profile file < the suite's and the method's ``profiles.<name>`` sections < command-line ``key=value``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainerConfig:
+    """One Trainer for pre-training and fine-tuning (reference recipe: protocols.md 3.2).
+
+    Learning rate: AdamW; cosine decay to ``min_lr`` after ``warmup_epochs`` of linear warm-up from
+    ``warmup_lr_init``, stepped once per epoch (timm ``CosineLRScheduler`` values, epoch e uses f(e)).
+    Weight decay is not applied to 1-D parameters, biases and ``*token*`` parameters (reference builder).
+    """
+
+    epochs: int = 300
+    batch_size: int = 32
+    eval_batch_size: int = 0  # 0: twice batch_size, as the reference validates with 2 x total_bs
+    lr: float = 5.0e-4
+    weight_decay: float = 0.05
+    warmup_epochs: int = 10
+    warmup_lr_init: float = 1.0e-6
+    min_lr: float = 1.0e-6
+    drop_path: float = 0.1
+    grad_clip: float | None = 10.0
+    amp: str = "auto"  # auto: bf16 autocast on CUDA, off on CPU | bf16 | off
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms on GPU (CPU runs are deterministic anyway)
+    threads: int = 0  # torch.set_num_threads; 0 leaves torch's default
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training on ``dataset`` with the method's pretext (ShapeNet-55 for the Point-MAE family)."""
+
+    dataset: str = "shapenet55"
+    variant: str = "default"
+    seed: int = 0  # one pre-training per method, shared by every fine-tuning seed
+    whole: bool = False  # ShapeNet-55 train+test (ReCon/PCP/MaDi/PQAE: on; Point-MAE: off)
+    npoints: int = 1024
+    # reference ShapeNet55Dataset: a random npoints subset, then pc_norm (centroid, max norm -> unit sphere)
+    transforms: list[Any] = field(
+        default_factory=lambda: [{"random_subset": {"n": "${pretrain.npoints}"}}, "normalize_unit_sphere"]
+    )
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(epochs=300, batch_size=128, lr=1.0e-3, grad_clip=None)
+    )
+
+
+@dataclass
+class VoteConfig:
+    """Test-time voting: ``times`` forward passes of ``transforms.vote_each`` views, logits averaged.
+
+    ``repeats`` > 1 reproduces the reference ``--test`` practice (best of R whole passes; MAE/ReCon/PQAE/MaDi
+    R=299), reported separately and marked as test-set selection.
+    """
+
+    enabled: bool = True
+    times: int = 10
+    repeats: int = 1
+
+
+@dataclass
+class TransformsConfig:
+    """Transform chains per split (names in the transform registry).
+
+    Training applies ``train`` (sampling) then ``augment`` (the recipe's augmentation: Rotate for ReCon/PCP/PQAE/
+    MaDi, ScaleAndTranslate for Point-MAE). ``vote`` prepares each test cloud once; ``vote_each`` is applied
+    independently for every vote. Chains may use ``${suite.npoints}``.
+    """
+
+    train: list[Any] = field(default_factory=list)
+    augment: list[Any] = field(default_factory=list)
+    test: list[Any] = field(default_factory=list)
+    vote: list[Any] = field(default_factory=list)
+    vote_each: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class SuiteConfig:
+    """What a suite measures and on which data; ``variant_options`` holds per-variant overrides of these keys."""
+
+    name: str = ""
+    version: int = 1
+    protocol: str = "finetune"
+    dataset: str = ""
+    variants: list[str] = field(default_factory=lambda: ["default"])
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    num_classes: int = 0
+    npoints: int = 1024
+    num_group: int = 64
+    group_size: int = 32
+    metric: str = "acc"
+    transforms: TransformsConfig = field(default_factory=TransformsConfig)
+    vote: VoteConfig = field(default_factory=VoteConfig)
+    variant_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """``root`` holds each data set in its official layout (env ``BENCH_DATA``); ``source``: auto uses real data
+    when present and otherwise writes and uses the synthetic stand-in under ``<root>/synthetic``."""
+
+    root: str = "./data"
+    source: str = "auto"  # auto | real | synthetic
+    standin_size: str = "demo"  # tiny | demo
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow: ``uri`` null means ``sqlite:///<output.dir>/mlflow.db`` (or ``MLFLOW_TRACKING_URI`` when set)."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "pointbench"
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "./runs"
+
+
+@dataclass
+class RunConfig:
+    """The whole resolved configuration of one (suite, method) pair."""
+
+    profile: str = "paper"
+    recipe: str = "method"  # method: the method's own published recipe | shared: one recipe for every method
+    seeds: list[int] = field(default_factory=lambda: list(range(8)))
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+    method: Any = None  # the method's own config dataclass, set by bench.config.resolve
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+PROFILES = ("paper", "quick", "demo")
+RECIPES = ("method", "shared")
+DATA_SOURCES = ("auto", "real", "synthetic")
