@@ -1,0 +1,144 @@
+"""MLflow tracking: the sweep as nested runs (sweep > method x variant > seed; pre-training under the sweep).
+
+Every run carries a ``bench.key`` tag (a stable identity such as ``sweep/<hash>/point_mae/objbg/seed0``); opening a
+run whose key already exists in the experiment reuses it, so a sweep that is run again after a crash creates no
+duplicate runs. The client API (not the fluent one) is used, so no global "active run" state leaks between jobs.
+
+Default store: ``sqlite:///<output.dir>/mlflow.db`` with artifacts in ``<output.dir>/mlartifacts`` (no server);
+``tracking.uri`` or ``MLFLOW_TRACKING_URI`` points elsewhere (e.g. ``http://host:5000``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.errors import ConfigError
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+MAX_PARAM_LENGTH = 6000
+PARENT_TAG = "mlflow.parentRunId"
+KEY_TAG = "bench.key"
+
+
+def default_uri(output_dir: Path, configured: str | None) -> str:
+    """``tracking.uri`` if set, else ``MLFLOW_TRACKING_URI``, else the SQLite file in the output folder."""
+    if configured:
+        return configured
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dict -> {"a.b.c": "value"} with values as strings (MLflow params)."""
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+class NullTracker:
+    """Tracking disabled (``tracking.enabled=false``): same interface, records only."""
+
+    uri = None
+
+    def open_run(self, key: str, name: str, parent: str | None = None, params: dict | None = None,
+                 tags: dict | None = None) -> str | None:
+        return None
+
+    def log_metrics(self, run_id: str | None, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_artifact_text(self, run_id: str | None, text: str, artifact_file: str) -> None:
+        pass
+
+    def close_run(self, run_id: str | None, status: str = "FINISHED") -> None:
+        pass
+
+
+class MlflowTracker:
+    """Thin, resumable wrapper over :class:`mlflow.MlflowClient`."""
+
+    def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None) -> None:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        self.uri = uri
+        self._client = mlflow.MlflowClient(tracking_uri=uri)
+        try:
+            found = self._client.get_experiment_by_name(experiment)
+            if found is None:
+                location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
+                self.experiment_id = self._client.create_experiment(experiment, artifact_location=location)
+            else:
+                self.experiment_id = found.experiment_id
+        except MlflowException as err:
+            raise ConfigError(f"cannot open the MLflow store at {uri}: {err.message}") from None
+
+    def open_run(self, key: str, name: str, parent: str | None = None, params: dict | None = None,
+                 tags: dict | None = None) -> str:
+        """Return the run with tag ``bench.key == key`` (reopened), or create it with params and tags."""
+        existing = self._client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
+        )
+        if existing:
+            run_id = existing[0].info.run_id
+            self._client.update_run(run_id, status="RUNNING")
+            return run_id
+        all_tags = {KEY_TAG: key, **(tags or {})}
+        if parent:
+            all_tags[PARENT_TAG] = parent
+        run = self._client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        if params:
+            self._log_params(run.info.run_id, flatten(params))
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str | None, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        if run_id is None:
+            return
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if _is_number(v)]
+        for chunk in _chunks(batch, 900):
+            self._client.log_batch(run_id, metrics=chunk)
+
+    def log_artifact_text(self, run_id: str | None, text: str, artifact_file: str) -> None:
+        if run_id is not None:
+            self._client.log_text(run_id, text, artifact_file)
+
+    def close_run(self, run_id: str | None, status: str = "FINISHED") -> None:
+        if run_id is not None:
+            self._client.set_terminated(run_id, status=status)
+
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in sorted(params.items())]
+        for chunk in _chunks(items, 90):
+            self._client.log_batch(run_id, params=chunk)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value == value  # drops NaN
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def make_tracker(enabled: bool, uri: str | None, experiment: str, output_dir: Path):
+    """An MlflowTracker on the resolved URI, or a NullTracker when tracking is disabled."""
+    if not enabled:
+        return NullTracker()
+    return MlflowTracker(default_uri(output_dir, uri), experiment, artifact_root=output_dir / "mlartifacts")
