@@ -1,0 +1,236 @@
+"""Aggregate RunRecords over seeds into the leaderboard's long table.
+
+One row per (suite, suite_version, data_kind, profile, recipe, method, config_hash, variant); records that
+differ in any of these never share a row. Within a row every record is one seed (for few-shot suites, one
+fold). Metrics are in percent.
+With ``s`` ranging over the row's seeds and ``final`` the record's per-job summary (see :mod:`bench.records`):
+
+- ``paper`` = max_s final_s["best"], where final["best"] is the max over epochs of the test metric: the papers'
+  selection (max over seeds of max over epochs, on the test split). ``paper_seed`` is the seed attaining it (the
+  smallest such seed on ties). For a metric with ``higher_is_better`` false, max is replaced by min throughout.
+- ``honest_mean`` = mean_s final_s["last"] (the last-epoch metric, no selection); ``honest_std`` = the sample
+  standard deviation of the same values (ddof=1), NaN (blank in the CSV) with one seed.
+- ``best_mean`` / ``best_std`` = mean and sample std (ddof=1) over seeds of final["best"]. This is the few-shot
+  papers' statistic (mean ± std over folds of each fold's best epoch).
+- ``vote_mean`` / ``vote_std`` / ``vote_max`` = mean, sample std (ddof=1) and max over the seeds that have one of
+  final["vote"] (one 10-vote pass on the chosen checkpoint); ``vote_n`` = how many seeds have it.
+- ``vote_best_of_r`` = max_s final_s["vote_best_of_r"] (the best of R passes, the reference repos' ``--test``
+  practice); ``vote_repeats`` = the R of the seed attaining that max.
+- Published columns (``data_kind == "real"`` only): the entry of ``reports/published.yaml`` for the row's metric.
+  ``diff`` = ours - published, where ours is ``paper`` for max/unstated entries and ``best_mean`` for few-shot
+  fold means (``diff_basis`` names which); ``vote_diff`` = ``vote_best_of_r`` (else ``vote_max``) - published vote.
+- ``seeds``, ``last_values``, ``best_values``, ``git_commits``, ``ops_backends`` are JSON lists (strings), so the
+  CSV round-trips exactly; per-seed values are listed in seed order.
+
+When the same seed appears twice in one row (a job run again in another sweep), the record with the latest
+``created`` stamp is kept and ``dropped_duplicates`` counts the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import DataError
+from bench.records import RunRecord
+from reports.published import PRIMARY_STATISTICS, PublishedEntry, published_for, variant_rank
+
+__all__ = ["COLUMNS", "KEY", "published_for", "summarize"]
+
+KEY = ("suite", "suite_version", "data_kind", "profile", "recipe", "method", "config_hash", "variant")
+DATA_KINDS = ("real", "synthetic")
+_PUBLISHED_COLUMNS = (
+    "published", "published_std", "published_statistic", "published_protocol", "published_source",
+    "published_unverified", "published_note", "diff", "diff_basis",
+    "published_vote", "published_vote_protocol", "published_vote_source", "published_vote_unverified",
+    "vote_diff", "vote_diff_basis",
+)
+COLUMNS = (
+    *KEY, "metric", "higher_is_better", "n_seeds", "seeds", "paper", "paper_seed", "honest_mean", "honest_std",
+    "best_mean", "best_std", "last_values", "best_values",
+    "vote_n", "vote_mean", "vote_std", "vote_max", "vote_best_of_r", "vote_repeats",
+    *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "dropped_duplicates",
+)
+NAN = float("nan")
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is absent, None, NaN or not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1); NaN std for one value, NaN both for none."""
+    if not values:
+        return NAN, NAN
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else NAN
+
+
+def _validate(record: RunRecord) -> None:
+    if record.data_kind not in DATA_KINDS:
+        raise DataError(f"record {record.job_id}: data_kind {record.data_kind!r} is not one of {DATA_KINDS}")
+    for stat in ("last", "best"):
+        if _number(record.final.get(stat)) is None:
+            raise DataError(f"record {record.job_id}: final[{stat!r}] is missing or not a finite number")
+
+
+def _group(records: list[RunRecord]) -> dict[tuple, tuple[list[RunRecord], int]]:
+    """Records by row key, one per seed (latest ``created`` wins), with the number of duplicates dropped."""
+    by_key: dict[tuple, dict[int, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        _validate(record)
+        by_key[tuple(getattr(record, name) for name in KEY)][record.seed].append(record)
+    grouped: dict[tuple, tuple[list[RunRecord], int]] = {}
+    for key, by_seed in by_key.items():
+        kept = [max(recs, key=lambda r: (r.created, r.sweep_id, r.job_id)) for _, recs in sorted(by_seed.items())]
+        dropped = sum(len(recs) - 1 for recs in by_seed.values())
+        _check_uniform(kept)
+        grouped[key] = (kept, dropped)
+    return grouped
+
+
+def _check_uniform(records: list[RunRecord]) -> None:
+    """All seeds of one row must report the same headline metric in the same direction."""
+    kinds = {(r.metric, r.higher_is_better) for r in records}
+    if len(kinds) > 1:
+        jobs = ", ".join(r.job_id for r in records)
+        raise DataError(f"records {jobs} share a leaderboard row but disagree on metric / direction: {sorted(kinds)}")
+
+
+def _select(pairs: list[tuple[int, float]], higher_is_better: bool) -> tuple[int, float]:
+    """The (seed, value) with the best value; the smallest seed on ties (``pairs`` are in seed order)."""
+    best = max if higher_is_better else min
+    target = best(value for _, value in pairs)
+    return next((seed, value) for seed, value in pairs if value == target)
+
+
+def _seed_stats(records: list[RunRecord], higher_is_better: bool) -> dict[str, Any]:
+    """paper / honest / best-mean statistics over the row's seeds (definitions in the module docstring)."""
+    last = [float(r.final["last"]) for r in records]
+    best = [float(r.final["best"]) for r in records]
+    paper_seed, paper = _select([(r.seed, b) for r, b in zip(records, best, strict=True)], higher_is_better)
+    honest_mean, honest_std = _mean_std(last)
+    best_mean, best_std = _mean_std(best)
+    return {
+        "n_seeds": len(records),
+        "seeds": json.dumps([r.seed for r in records]),
+        "paper": paper,
+        "paper_seed": paper_seed,
+        "honest_mean": honest_mean,
+        "honest_std": honest_std,
+        "best_mean": best_mean,
+        "best_std": best_std,
+        "last_values": json.dumps(last),
+        "best_values": json.dumps(best),
+    }
+
+
+def _vote_stats(records: list[RunRecord], higher_is_better: bool) -> dict[str, Any]:
+    """Vote statistics over the seeds that have them; NaN (and vote_n 0) when none do."""
+    votes = [(r.seed, v) for r in records if (v := _number(r.final.get("vote"))) is not None]
+    mean, std = _mean_std([v for _, v in votes])
+    stats: dict[str, Any] = {"vote_n": len(votes), "vote_mean": mean, "vote_std": std}
+    stats["vote_max"] = _select(votes, higher_is_better)[1] if votes else NAN
+    repeated = [(r.seed, v) for r in records if (v := _number(r.final.get("vote_best_of_r"))) is not None]
+    if repeated:
+        seed, value = _select(repeated, higher_is_better)
+        winner = next(r for r in records if r.seed == seed)
+        repeats = _number(winner.final.get("vote_repeats"))
+        stats.update(vote_best_of_r=value, vote_repeats=NAN if repeats is None else repeats)
+    else:
+        stats.update(vote_best_of_r=NAN, vote_repeats=NAN)
+    return stats
+
+
+def _blank_published() -> dict[str, Any]:
+    """Every published column missing (NaN, also for text and flags, so the CSV reads back identically)."""
+    return dict.fromkeys(_PUBLISHED_COLUMNS, NAN)
+
+
+def _primary_columns(entry: PublishedEntry, row: dict[str, Any]) -> dict[str, Any]:
+    basis = "best_mean" if entry.statistic == "fold_mean" else "paper"
+    return {
+        "published": entry.value,
+        "published_std": NAN if entry.std is None else entry.std,
+        "published_statistic": entry.statistic,
+        "published_protocol": entry.protocol,
+        "published_source": entry.source,
+        "published_unverified": entry.unverified,
+        "published_note": entry.note or NAN,
+        "diff": row[basis] - entry.value,
+        "diff_basis": basis,
+    }
+
+
+def _vote_columns(entry: PublishedEntry, row: dict[str, Any]) -> dict[str, Any]:
+    basis = next((name for name in ("vote_best_of_r", "vote_max") if not math.isnan(row[name])), None)
+    return {
+        "published_vote": entry.value,
+        "published_vote_protocol": entry.protocol,
+        "published_vote_source": entry.source,
+        "published_vote_unverified": entry.unverified,
+        "vote_diff": NAN if basis is None else row[basis] - entry.value,
+        "vote_diff_basis": NAN if basis is None else basis,
+    }
+
+
+def _published_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """Published number(s) for the row's metric and our differences to them; blank unless the data is real."""
+    columns = _blank_published()
+    if row["data_kind"] != "real":
+        return columns
+    entries = [e for e in published_for(row["method"], row["suite"], row["variant"]) if e.metric == row["metric"]]
+    primary = next((e for e in entries if e.statistic in PRIMARY_STATISTICS), None)
+    vote = next((e for e in entries if e.statistic == "vote"), None)
+    if primary is not None:
+        columns.update(_primary_columns(primary, row))
+    if vote is not None:
+        columns.update(_vote_columns(vote, row))
+    return columns
+
+
+def _env_list(records: list[RunRecord], name: str) -> str:
+    values = sorted({str(r.env[name]) for r in records if r.env.get(name) not in (None, "")})
+    return json.dumps(values)
+
+
+def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> dict[str, Any]:
+    row: dict[str, Any] = dict(zip(KEY, key, strict=True))
+    higher_is_better = bool(records[0].higher_is_better)
+    row.update(metric=records[0].metric, higher_is_better=higher_is_better)
+    row.update(_seed_stats(records, higher_is_better))
+    row.update(_vote_stats(records, higher_is_better))
+    row.update(_published_columns(row))
+    row.update(
+        git_commits=_env_list(records, "git_commit"),
+        ops_backends=_env_list(records, "ops_backend"),
+        dropped_duplicates=dropped,
+    )
+    return row
+
+
+def _row_order(row: dict[str, Any]) -> tuple:
+    """Suite, version, data kind, profile, recipe, then ``scratch`` first and methods by name, then variants."""
+    method_rank = (row["method"] != "scratch", row["method"])
+    head = (row["suite"], row["suite_version"], row["data_kind"], row["profile"], row["recipe"])
+    return (*head, method_rank, variant_rank(row["suite"], row["variant"]))
+
+
+def summarize(records: list[RunRecord]) -> pd.DataFrame:
+    """The long leaderboard table: one row per :data:`KEY` (suite, version, data kind, profile, recipe, method,
+    config hash, variant).
+
+    Columns are :data:`COLUMNS`; every statistic is defined in this module's docstring. Raises
+    :class:`bench.errors.DataError` for a record with an unknown data kind or without finite final["last"] /
+    final["best"], and for seeds of one row that disagree on the headline metric.
+    """
+    rows = [_summarize_group(key, recs, dropped) for key, (recs, dropped) in _group(records).items()]
+    rows.sort(key=_row_order)
+    return pd.DataFrame(rows, columns=list(COLUMNS))

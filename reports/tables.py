@@ -1,0 +1,181 @@
+"""Lay the long leaderboard table out as display tables, independent of the output format.
+
+One :class:`Table` per (suite, data_kind, profile): methods (with recipe and suite version, which never merge) as
+rows, variants as columns. Each cell is a list of short text lines; :mod:`reports.render` joins them for Markdown
+(one line) or HTML (line breaks). Synthetic and real rows never share a table, since data_kind is part of the key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from reports.published import canonical_suite, display_name, variant_rank
+
+SYNTHETIC_LABEL = "SYNTHETIC stand-in data — not comparable to published numbers"
+UNVERIFIED_MARK = "✱"
+
+
+@dataclass
+class TableRow:
+    """One method / recipe / suite-version row: its data kind and one list of text lines per variant column."""
+
+    data_kind: str
+    label: list[str]
+    cells: list[list[str]]
+
+
+@dataclass
+class Table:
+    """A display table with its heading, statistic definitions and (real data only) published references."""
+
+    suite: str
+    data_kind: str
+    profile: str
+    heading: str
+    header: list[str]
+    rows: list[TableRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}"
+
+
+def _flagged(value: Any) -> bool:
+    """True for a set, true flag (bool or numpy bool); False for False, None and NaN."""
+    return not _missing(value) and bool(value)
+
+
+def _published(value: float, unverified: Any) -> str:
+    return f"{value:g}{UNVERIFIED_MARK if _flagged(unverified) else ''}"
+
+
+def _honest_line(row: pd.Series) -> str:
+    n = int(row["n_seeds"])
+    if _missing(row["honest_std"]):
+        return f"honest {_num(row['honest_mean'])} (n={n}, no std)"
+    return f"honest {_num(row['honest_mean'])} ± {_num(row['honest_std'])} (n={n})"
+
+
+def _vote_lines(row: pd.Series) -> list[str]:
+    lines = []
+    if row["vote_n"] > 0:
+        std = "" if _missing(row["vote_std"]) else f" ± {_num(row['vote_std'])}"
+        lines.append(f"vote {_num(row['vote_mean'])}{std} (n={int(row['vote_n'])})")
+    if not _missing(row["vote_best_of_r"]):
+        repeats = "?" if _missing(row["vote_repeats"]) else str(int(row["vote_repeats"]))
+        lines.append(f"vote best-of-R {_num(row['vote_best_of_r'])} (R={repeats})")
+    return lines
+
+
+def _published_lines(row: pd.Series) -> list[str]:
+    lines = []
+    if not _missing(row["published"]):
+        std = "" if _missing(row["published_std"]) else f" ± {row['published_std']:g}"
+        pub = _published(row["published"], row["published_unverified"])
+        lines.append(f"published {pub}{std} (Δ {_signed(row['diff'])} vs {row['diff_basis'].replace('_', ' ')})")
+    if not _missing(row["published_vote"]):
+        pub = _published(row["published_vote"], row["published_vote_unverified"])
+        diff = "" if _missing(row["vote_diff"]) else f" (Δ {_signed(row['vote_diff'])})"
+        lines.append(f"published vote {pub}{diff}")
+    return lines
+
+
+def cell_lines(row: pd.Series) -> list[str]:
+    """The text lines of one cell: honest, paper, few-shot best mean, votes, then published and Δ (real only)."""
+    lines = [_honest_line(row), f"paper {_num(row['paper'])} (seed {int(row['paper_seed'])})"]
+    if canonical_suite(str(row["suite"])) == "fewshot":
+        std = "" if _missing(row["best_std"]) else f" ± {_num(row['best_std'])}"
+        lines.append(f"best mean {_num(row['best_mean'])}{std}")
+    lines.extend(_vote_lines(row))
+    if row["data_kind"] == "real":
+        lines.extend(_published_lines(row))
+    return lines
+
+
+def _references(rows: pd.DataFrame) -> list[str]:
+    """One line per published number shown in the table: value, selection protocol, source, flags."""
+    refs = []
+    for _, row in rows.iterrows():
+        where = f"{display_name(row['method'])} / {row['variant']}"
+        for prefix, tag in (("published", ""), ("published_vote", " vote")):
+            if _missing(row[prefix]):
+                continue
+            flag = f" {UNVERIFIED_MARK} unverified" if _flagged(row[f"{prefix}_unverified"]) else ""
+            note = row["published_note"] if prefix == "published" else None
+            std = row["published_std"] if prefix == "published" else None
+            value = f"{row[prefix]:g}" + ("" if _missing(std) else f" ± {std:g}")
+            ref = f"{where}{tag}: {value}{flag}. {row[f'{prefix}_protocol']}. Source: {row[f'{prefix}_source']}"
+            refs.append(ref + ("" if _missing(note) else f". Note: {note}"))
+    return list(dict.fromkeys(refs))
+
+
+def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
+    """The statistic definitions, metric, seed counts and provenance of one table."""
+    counts = sorted({int(n) for n in rows["n_seeds"]})
+    seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]} (n= in each cell)"
+    direction = "higher is better" if bool(rows["higher_is_better"].iloc[0]) else "lower is better"
+    notes = [
+        f"Metric: {', '.join(sorted(set(rows['metric'])))} in percent, {direction}. Seeds per cell: {seeds}.",
+        "paper = max over seeds of max over epochs on the test split (as the papers select).",
+        "honest = mean ± sample std (ddof=1) over seeds of the last-epoch metric; no std with one seed.",
+    ]
+    if canonical_suite(str(rows["suite"].iloc[0])) == "fewshot":
+        notes.append("best mean = mean ± sample std over folds of each fold's best epoch (the few-shot papers').")
+    if (rows["vote_n"] > 0).any() or rows["vote_best_of_r"].notna().any():
+        notes.append("vote = mean ± std over seeds of one 10-vote pass (logits averaged) on the chosen checkpoint; "
+                     "vote best-of-R = max over seeds of the best of R such passes (test-set selected).")
+    if data_kind == "real":
+        notes.append(f"published = reports/published.yaml ({UNVERIFIED_MARK} = not checked against a primary "
+                     "source); Δ = ours − published, ours being the statistic named after 'vs'; vote Δ uses "
+                     "vote best-of-R when present, else the max over seeds of one vote pass.")
+    commits = sorted({c for s in rows["git_commits"] for c in json.loads(s)})
+    backends = sorted({b for s in rows["ops_backends"] for b in json.loads(s)})
+    notes.append(f"git commits: {', '.join(commits) or 'unknown'}; ops backends: {', '.join(backends) or 'unknown'}.")
+    return notes
+
+
+def _heading(suite: str, data_kind: str, profile: str) -> str:
+    kind = SYNTHETIC_LABEL if data_kind == "synthetic" else f"{data_kind} data"
+    return f"{suite} — {kind} — profile {profile}"
+
+
+def _build_table(suite: str, data_kind: str, profile: str, rows: pd.DataFrame) -> Table:
+    variants = sorted(set(rows["variant"]), key=lambda v: variant_rank(suite, v))
+    table = Table(suite, data_kind, profile, _heading(suite, data_kind, profile),
+                  header=["method", "recipe", "suite version", "config", *variants])
+    keys = ["method", "recipe", "suite_version", "config_hash"]
+    for (method, recipe, version, chash), group in rows.groupby(keys, sort=False):
+        by_variant = {row["variant"]: row for _, row in group.iterrows()}
+        cells = [cell_lines(by_variant[v]) if v in by_variant else ["—"] for v in variants]
+        labels = [str(method), str(recipe), f"v{version}", str(chash)]
+        table.rows.append(TableRow(str(group["data_kind"].iloc[0]), labels, cells))
+    table.notes = _notes(rows, data_kind)
+    if data_kind == "real":
+        table.references = _references(rows)
+    return table
+
+
+def build_tables(df: pd.DataFrame) -> list[Table]:
+    """One table per (suite, data_kind, profile) of :func:`reports.leaderboard.summarize`'s output, real first."""
+    tables = []
+    order = {"real": 0, "synthetic": 1}
+    keys = sorted(df.groupby(["suite", "data_kind", "profile"]).groups, key=lambda k: (k[0], order.get(k[1], 2), k[2]))
+    for suite, data_kind, profile in keys:
+        mask = (df["suite"] == suite) & (df["data_kind"] == data_kind) & (df["profile"] == profile)
+        tables.append(_build_table(str(suite), str(data_kind), str(profile), df[mask]))
+    return tables
