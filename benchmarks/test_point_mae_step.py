@@ -1,0 +1,132 @@
+"""Point-MAE step timings on CPU (2 threads): pointbench vs a literal reference-style implementation.
+
+Run: ``pytest benchmarks/test_point_mae_step.py --benchmark-enable`` (``tox -e bench``). Paper-size model:
+- pre-training step: batch 32, 1024 points, 64 groups of 32, mask 0.6, forward + backward + AdamW step;
+- fine-tuning step: batch 32, 2048 points, 128 groups of 32, 15 classes, cross-entropy, grad-clip 10, AdamW;
+- grouping alone (FPS + kNN + gather, through ``extensions.ops``) on the fine-tuning batch, reported as a share
+  of our fine-tuning step (``extensions.ops``' backend in use is recorded in extra_info).
+Ratios use each benchmark's fastest round. CPU timings on a shared machine are noisy: compare runs only with
+the same backend and an idle machine.
+Both implementations share one state dict, and their eval-mode logits are checked equal before timing. Models
+are built inside fixtures, so collection stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+from pytest_benchmark.fixture import BenchmarkFixture
+from reference_point_mae import RefPointMAE, RefPointTransformer
+from torch import Tensor, nn
+
+from extensions import ops
+from methods.blocks.grouping import PatchGrouper
+from methods.blocks.heads import PointClassifier
+from methods.point_mae import PointMAE, PointMAEConfig
+
+THREADS = 2
+BATCH = 32
+ROUNDS = 3
+#: fastest round per benchmark (the min is the robust statistic on a shared, noisy machine)
+BEST: dict[str, float] = {}
+PretrainModels = tuple[PointMAE, RefPointMAE, Tensor]
+FinetuneModels = tuple[PointClassifier, RefPointTransformer, Tensor, Tensor]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _run(benchmark: BenchmarkFixture, key: str, step: Callable[[], object]) -> None:
+    benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(threads=THREADS, ops_backend=ops.backend_name())
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        BEST[key] = benchmark.stats.stats.min
+
+
+def _train_step(model: nn.Module, loss_fn: Callable[[], Tensor], clip: float | None) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    model.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+
+    return step
+
+
+@pytest.fixture(scope="module")
+def pretrain_models() -> PretrainModels:
+    torch.manual_seed(0)
+    ours = PointMAE(PointMAEConfig())
+    ref = RefPointMAE()
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref, torch.rand(BATCH, 1024, 3)
+
+
+@pytest.fixture(scope="module")
+def finetune_models() -> FinetuneModels:
+    torch.manual_seed(0)
+    backbone = PointMAE.build_backbone(PointMAEConfig(), num_group=128, group_size=32, drop_path=0.1)
+    ours = PointClassifier(backbone, 15)
+    ref = RefPointTransformer(15)
+    ref.load_state_dict(ours.state_dict())
+    xyz = torch.rand(BATCH, 2048, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(xyz[:4]), ref.eval()(xyz[:4]), atol=1e-4, rtol=1e-4)
+    return ours, ref, xyz, torch.randint(0, 15, (BATCH,))
+
+
+@pytest.mark.benchmark(group="pretrain-step")
+def test_pretrain_step_reference(benchmark: BenchmarkFixture, pretrain_models: PretrainModels) -> None:
+    _, ref, xyz = pretrain_models
+    _run(benchmark, "pretrain_ref", _train_step(ref, lambda: ref(xyz), None))
+
+
+@pytest.mark.benchmark(group="pretrain-step")
+def test_pretrain_step_ours(benchmark: BenchmarkFixture, pretrain_models: PretrainModels) -> None:
+    ours, _, xyz = pretrain_models
+    _run(benchmark, "pretrain_ours", _train_step(ours, lambda: ours.pretrain_step({"xyz": xyz})["loss"], None))
+
+
+@pytest.mark.benchmark(group="finetune-step")
+def test_finetune_step_reference(benchmark: BenchmarkFixture, finetune_models: FinetuneModels) -> None:
+    _, ref, xyz, labels = finetune_models
+    _run(benchmark, "finetune_ref", _train_step(ref, lambda: nn.functional.cross_entropy(ref(xyz), labels), 10.0))
+
+
+@pytest.mark.benchmark(group="finetune-step")
+def test_finetune_step_ours(benchmark: BenchmarkFixture, finetune_models: FinetuneModels) -> None:
+    ours, _, xyz, labels = finetune_models
+    _run(benchmark, "finetune_ours", _train_step(ours, lambda: nn.functional.cross_entropy(ours(xyz), labels), 10.0))
+
+
+@pytest.mark.benchmark(group="finetune-step")
+def test_finetune_grouping_share(
+    benchmark: BenchmarkFixture, finetune_models: FinetuneModels, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """FPS + kNN + gather for the fine-tuning batch; its share of our fine-tuning step goes in extra_info."""
+    _, _, xyz, _ = finetune_models
+    grouper = PatchGrouper(128, 32)
+    _run(benchmark, "grouping", lambda: grouper(xyz))
+    ratios = {}
+    if {"pretrain_ref", "pretrain_ours"} <= BEST.keys():
+        ratios["pretrain speed-up (ref / ours, best rounds)"] = BEST["pretrain_ref"] / BEST["pretrain_ours"]
+    if {"finetune_ref", "finetune_ours"} <= BEST.keys():
+        ratios["finetune speed-up (ref / ours, best rounds)"] = BEST["finetune_ref"] / BEST["finetune_ours"]
+    if {"grouping", "finetune_ours"} <= BEST.keys():
+        ratios["grouping share of our finetune step (best rounds)"] = BEST["grouping"] / BEST["finetune_ours"]
+    benchmark.extra_info.update(ratios)
+    with capsys.disabled():
+        for name, value in ratios.items():
+            print(f"\n{name}: {value:.3f}", end="")
+        print()

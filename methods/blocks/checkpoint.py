@@ -1,0 +1,171 @@
+"""Reading and writing pre-training checkpoints in the authors' layout (protocols.md section 4).
+
+Files are ``{'base_model': state_dict, 'epoch': int, ...}``; the authors' fine-tuned files may use ``'model'``;
+a raw state dict is accepted too. Leading ``module.`` (DataParallel/DDP) and ``base_model.`` are stripped from
+every key. Files are read with ``torch.load(weights_only=True, map_location='cpu')``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bench.errors import CheckpointError, OutputError
+
+_WRAPPERS = ("module.", "base_model.")
+
+
+@dataclass
+class LoadReport:
+    """What an encoder import did. ``loaded``/``missing`` are backbone key names; ``unexpected`` are checkpoint
+    key names (after ``module.``/``base_model.`` stripping) that were not loaded."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+
+def strip_wrappers(key: str) -> str:
+    """Remove leading ``module.`` / ``base_model.`` prefixes (any number, any order)."""
+    while key.startswith(_WRAPPERS):
+        key = key.split(".", 1)[1]
+    return key
+
+
+def unwrap_state_dict(obj: Any, source: str) -> dict[str, Tensor]:
+    """{'base_model': sd} | {'model': sd} | sd -> flat state dict with wrapper prefixes stripped."""
+    state = obj
+    if isinstance(obj, Mapping):
+        for key in ("base_model", "model"):
+            if isinstance(obj.get(key), Mapping):
+                state = obj[key]
+                break
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{source} holds no state dict: expected {{'base_model': state_dict}}, {{'model': state_dict}} or a "
+            "mapping of parameter names to tensors."
+        )
+    return {strip_wrappers(str(k)): v for k, v in state.items()}
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Load a checkpoint file and return its unwrapped state dict; CheckpointError naming the path on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file.")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(is it a PyTorch .pth file holding only tensors and plain containers?)"
+        ) from None
+    return unwrap_state_dict(obj, str(path))
+
+
+def _names(keys: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def _top_level(keys: Sequence[str]) -> list[str]:
+    return sorted({k.split(".", 1)[0] for k in keys})
+
+
+def _allowed(key: str, allowed: Sequence[str]) -> bool:
+    return any(key == name or key.startswith(name + ".") for name in allowed)
+
+
+def _check_fit(
+    own: Mapping[str, Tensor], selected: Mapping[str, Tensor], source: str, prefix: str, allowed: Sequence[str]
+) -> list[str]:
+    """Raise CheckpointError when ``selected`` does not fit ``own``; return the missing (allowed) keys."""
+    wrong = [
+        f"{prefix}.{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in selected.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if wrong:
+        raise CheckpointError(f"checkpoint {source} does not fit the model, shape mismatch at {_names(wrong, 5)}.")
+    missing = [k for k in own if k not in selected]
+    bad_missing = [k for k in missing if not _allowed(k, allowed)]
+    if bad_missing:
+        raise CheckpointError(
+            f"checkpoint {source} lacks {len(bad_missing)} encoder key(s) under '{prefix}.' that the model needs: "
+            f"{_names(bad_missing)}. Is it from a smaller model or another method?"
+        )
+    extra = [k for k in selected if k not in own and not _allowed(k, allowed)]
+    if extra:
+        raise CheckpointError(
+            f"checkpoint {source} has {len(extra)} encoder key(s) under '{prefix}.' that the model lacks: "
+            f"{_names(extra)}. Is it from a larger model (depth, cls token) than the config builds?"
+        )
+    return missing
+
+
+def load_encoder_checkpoint(
+    backbone: nn.Module,
+    path: str | Path,
+    prefix: str,
+    allowed_missing: Sequence[str] = ("cls_token", "cls_pos"),
+) -> LoadReport:
+    """Load the encoder stored under ``{prefix}.`` of a pre-training checkpoint into ``backbone``.
+
+    Keys outside the prefix (decoder, mask_token, increase_dim, ...) are reported as unexpected. Backbone keys
+    absent from the checkpoint must be in ``allowed_missing`` (a name or a dotted module prefix). Encoder keys
+    under the prefix that the backbone lacks are an error unless allowed (cls tokens may sit on either side).
+    Shape mismatches and files without any key under the prefix are errors.
+    """
+    state = read_state_dict(path)
+    head = prefix + "."
+    selected = {k[len(head) :]: v for k, v in state.items() if k.startswith(head)}
+    outside = sorted(k for k in state if not k.startswith(head))
+    if not selected:
+        raise CheckpointError(
+            f"checkpoint {path} has no key under '{head}': it looks like another architecture. Its top-level key "
+            f"prefixes are {_names(_top_level(list(state)), 8)}. Check the method (its checkpoint_prefix is "
+            f"'{prefix}') or pass a checkpoint of this method."
+        )
+    own = backbone.state_dict()
+    missing = _check_fit(own, selected, str(path), prefix, allowed_missing)
+    loadable = {k: v for k, v in selected.items() if k in own}
+    backbone.load_state_dict(loadable, strict=False)
+    ignored = sorted(head + k for k in selected if k not in own)
+    return LoadReport(loaded=sorted(loadable), missing=missing, unexpected=outside + ignored)
+
+
+def save_pretrain_checkpoint(
+    method: nn.Module, path: str | Path, epoch: int, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``{'base_model': method.state_dict(), 'epoch': epoch, **extra}`` atomically (temp file + os.replace).
+
+    ``extra`` must hold only tensors and plain containers, so that the file loads with ``weights_only=True``.
+    """
+    path = Path(path)
+    payload: dict[str, Any] = {"base_model": method.state_dict(), "epoch": int(epoch)}
+    for key, value in (extra or {}).items():
+        if key in payload:
+            raise ValueError(f"extra may not override '{key}' in a checkpoint")
+        payload[key] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

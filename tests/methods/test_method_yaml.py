@@ -1,0 +1,63 @@
+"""methods/configs/<name>.yaml: four sections, `method:` mirrors the config dataclass, and every suite x profile
+resolves through the harness's loader into a buildable method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from methods_support import NAMES
+from omegaconf import OmegaConf
+
+from bench.config import resolve
+from bench.registry import METHODS
+from bench.schema import PROFILES
+
+CONFIGS = Path(__file__).resolve().parents[2] / "methods" / "configs"
+SECTIONS = {"method", "pretrain", "recipes", "profiles"}
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = CONFIGS / f"{name}.yaml"
+    assert path.is_file(), f"method {name} has no {path}"
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sections_and_defaults(name: str) -> None:
+    cls = METHODS.get(name)
+    doc = _load(name)
+    assert set(doc) <= SECTIONS and {"method", "recipes", "profiles"} <= set(doc)
+    assert ("pretrain" in doc) == cls.pretrains()
+    assert cls.config_class(**doc["method"]) == cls.config_class()  # the yaml states the dataclass defaults
+    assert set(doc["profiles"]) <= set(PROFILES) and "demo" in doc["profiles"]
+    if "pretrain" in doc and "drop_path" in doc["method"]:
+        assert doc["pretrain"]["trainer"]["drop_path"] == doc["method"]["drop_path"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", NAMES)
+def test_resolves_for_every_recipe_suite(name: str, profile: str) -> None:
+    cls = METHODS.get(name)
+    for suite, recipe in _load(name)["recipes"].items():
+        run = OmegaConf.to_object(resolve(suite, name, profile=profile))
+        assert isinstance(run.method, cls.config_class)
+        if profile == "paper":  # the published recipe arrives untouched (demo/quick profiles may change it)
+            assert run.method == cls.config_class()
+            assert {k: getattr(run.trainer, k) for k in recipe["trainer"]} == recipe["trainer"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_demo_profile_builds_a_tiny_model(name: str) -> None:
+    cls = METHODS.get(name)
+    suite = next(iter(_load(name)["recipes"]))
+    run = OmegaConf.to_object(resolve(suite, name, profile="demo"))
+    backbone = cls.build_backbone(run.method, num_group=16, group_size=8, drop_path=0.1)
+    assert sum(p.numel() for p in backbone.parameters()) < 2_000_000
+    assert backbone(torch.rand(2, 64, 3)).tokens.shape[:2] == (2, 16)
+    if cls.pretrains():
+        loss = cls(run.method).pretrain_step({"xyz": torch.rand(2, run.pretrain.npoints, 3)})["loss"]
+        assert torch.isfinite(loss)
