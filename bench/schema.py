@@ -29,7 +29,7 @@ class TrainerConfig:
     warmup_epochs: int = 10
     warmup_lr_init: float = 1.0e-6
     min_lr: float = 1.0e-6
-    drop_path: float = 0.1
+    drop_path: float = 0.1  # the downstream backbone's; a pre-training model takes its own from the method config
     grad_clip: float | None = 10.0
     amp: str = "auto"  # auto: bf16 autocast on CUDA, off on CPU | bf16 | off
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -41,3 +41,9 @@ def isolated_env(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_run() -> list[str]:
+    """Overrides for a seconds-long run of any suite x method on the tiny stand-in."""
+    return list(TINY_RUN)

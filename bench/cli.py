@@ -1,0 +1,193 @@
+"""``bench``: run, show, ls, report, data {check, synth, prepare}.
+
+Arguments after the sub-command are ``key=value`` (``suite=scanobjectnn method=all trainer.epochs=5``).
+Exit codes: 0 ok; 2 config error; 3 data error; 4 checkpoint error; 5 output error; 1 anything unexpected.
+A user error prints one paragraph and no traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a sweep: bench run suite=scanobjectnn method=all [key=value ...]")
+    run.add_argument("args", nargs="*")
+    show = sub.add_parser("show", help="print the resolved config: bench show suite=... method=...")
+    show.add_argument("args", nargs="*")
+    ls = sub.add_parser("ls", help="list methods, suites, profiles and the data found")
+    ls.add_argument("args", nargs="*", help="data.root=... to look elsewhere")
+    report = sub.add_parser("report", help="write the leaderboard from the run records")
+    report.add_argument("args", nargs="*", help="output.dir=... (default ./runs)")
+    data = sub.add_parser("data", help="check, synth or prepare data sets")
+    data.add_argument("action", choices=["check", "synth", "prepare"])
+    data.add_argument("args", nargs="*", help="data.root=..., datasets=a,b, size=tiny|demo")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        handler = {"run": cmd_run, "show": cmd_show, "ls": cmd_ls, "report": cmd_report, "data": cmd_data}
+        return handler[args.command](args)
+    except BenchError as err:
+        if args.debug:
+            raise
+        print(f"bench: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("bench: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import parse_cli
+    from bench.progress import make_progress
+    from bench.runner import run
+    from reports.render import render_markdown
+
+    request = parse_cli(args.args)
+    progress = make_progress(args.quiet)
+    outcome = run(request, progress)
+    if not args.quiet:
+        from reports.leaderboard import summarize
+
+        print(render_markdown(summarize(outcome.records)))
+    print(f"ran {outcome.ran} job(s), {outcome.skipped} already done")
+    print(f"leaderboard: {outcome.leaderboard.get('md')} (also {_others(outcome.leaderboard)})")
+    if outcome.tracking_uri:
+        print(f"mlflow: mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from bench.config import dump_yaml, parse_cli, resolve
+
+    request = parse_cli(args.args)
+    for suite in request.suites:
+        for method in request.methods:
+            profile = request.profile or _auto_profile(suite, method, request)
+            cfg = resolve(suite, method, profile=profile, recipe=request.recipe, overrides=request.overrides)
+            print(f"# suite={suite} method={method} profile={profile} recipe={request.recipe}")
+            print(dump_yaml(cfg))
+    return 0
+
+
+def _auto_profile(suite: str, method: str, request) -> str:
+    """paper when the suite's real data is present, demo otherwise (the same rule as ``bench run``)."""
+    from bench.config import dataset_variant, resolve
+    from bench.sources import missing_files
+
+    probe = resolve(suite, method, profile="paper", recipe=request.recipe, overrides=request.overrides)
+    variants = [dataset_variant(probe, v) for v in probe.suite.variants]
+    return "demo" if missing_files(probe.suite.dataset, Path(probe.data.root), variants) else "paper"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from bench.config import representation_methods, suite_names
+    from bench.data.check import check_data
+    from bench.registry import METHODS, load_plugins
+    from bench.schema import PROFILES
+
+    load_plugins()
+    root = Path(_kv(args.args).get("data.root", _default_root()))
+    print("methods:")
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        caps = ", ".join(sorted(cls.capabilities))
+        print(f"  {name:<14} {caps}{'' if name in representation_methods() else ' (not in method=all)'}")
+    print("suites:   " + ", ".join(suite_names()))
+    print("profiles: " + ", ".join(PROFILES))
+    for label, folder in (("data", root), ("synthetic stand-in", root / "synthetic")):
+        print(f"{label} under {folder}:")
+        for status in check_data(folder):
+            state = "present" if status.present else f"missing ({len(status.missing)} file(s))"
+            print(f"  {status.dataset}/{status.variant}: {state}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.records import load_records
+    from reports.leaderboard import summarize
+    from reports.render import render_markdown, write_leaderboard
+
+    output = Path(_kv(args.args).get("output.dir", "./runs"))
+    records = load_records(output / "records")
+    if not records:
+        raise BenchError(f"no run records under {output / 'records'}: run `bench run ...` first or set output.dir.")
+    paths = write_leaderboard(records, output / "leaderboard")
+    if not args.quiet:
+        print(render_markdown(summarize(records)))
+    print(f"leaderboard: {paths.get('md')} (also {_others(paths)})")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.data.check import check_data
+
+    options = _kv(args.args)
+    root = Path(options.get("data.root", _default_root()))
+    if args.action == "synth":
+        from bench.data.synthetic import write_standin
+
+        datasets = options["datasets"].split(",") if "datasets" in options else None
+        written = write_standin(root / "synthetic", datasets, size=options.get("size", "demo"))
+        for name, paths in written.items():
+            print(f"{name}: {len(paths)} file(s) under {root / 'synthetic'}")
+        return 0
+    if args.action == "prepare":
+        return _prepare(root, options)
+    for status in check_data(root):
+        counts = f" (train {status.n_train}, test {status.n_test})" if status.present else ""
+        print(f"{status.dataset}/{status.variant}: {'present' if status.present else 'MISSING'}{counts}")
+        for path in status.missing:
+            print(f"    missing: {path}")
+        for problem in status.problems:
+            print(f"    note: {problem}")
+    return 0
+
+
+def _prepare(root: Path, options: dict[str, str]) -> int:
+    """``bench data prepare [datasets=modelnet40]``: build the ModelNet40 ``.dat`` caches from the txt layout."""
+    from bench.data.modelnet40 import build_modelnet_cache
+
+    folder = root / "ModelNet" / "modelnet40_normal_resampled"
+    if not folder.exists():
+        raise BenchError(f"nothing to prepare: {folder} does not exist.")
+    for split in ("train", "test"):
+        print(f"wrote {build_modelnet_cache(folder, split)}")
+    return 0
+
+
+def _kv(tokens: list[str]) -> dict[str, str]:
+    out = {}
+    for token in tokens:
+        if "=" not in token:
+            raise BenchError(f'cannot parse "{token}": arguments are key=value.')
+        key, value = token.split("=", 1)
+        out[key] = value
+    return out
+
+
+def _default_root() -> str:
+    import os
+
+    return os.environ.get("BENCH_DATA", "./data")
+
+
+def _others(paths: dict[str, Path]) -> str:
+    return ", ".join(str(p) for k, p in paths.items() if k != "md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
