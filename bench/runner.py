@@ -98,8 +98,9 @@ def run_suite(suite: str, request: CliRequest, progress: Progress, outcome: Swee
                 "overrides": " ".join(request.overrides), "data_kind": data.kind},
         tags={"bench.stage": "sweep", "bench.suite": suite},
     )
-    progress.message(f"{suite}: {len(request.methods)} method(s) x {len(probe.suite.variants)} variant(s) x "
-                     f"{len(probe.seeds)} seed(s), profile {profile}, {data.kind} data")
+    first = configs[request.methods[0]]
+    progress.message(f"{suite}: {len(request.methods)} method(s) x {len(first.suite.variants)} variant(s) x "
+                     f"{len(first.seeds)} seed(s), profile {profile}, {data.kind} data")
     for method in request.methods:
         cfg = configs[method]
         encoder = encoder_source(cfg, METHODS.get(method), output_dir, tracker, sweep_run, progress, progress.message)

@@ -39,6 +39,7 @@ class EncoderConfig:
     mlp_ratio: float = 4.0
     qkv_bias: bool = False
     encoder_dims: int = 384
+    patch_hidden: int = 128  # mini-PointNet width h (official 128: 3->h->2h, 4h->4h->encoder_dims); tiny models only
 
     @classmethod
     def coerce(cls, value: EncoderConfig | Mapping[str, Any]) -> EncoderConfig:
@@ -91,7 +92,7 @@ class PointEncoder(nn.Module):
             self.register_parameter("cls_token", None)
             self.register_parameter("cls_pos", None)
         self.group_divider = PatchGrouper(num_group, group_size)
-        self.encoder = PatchEmbed(cfg.encoder_dims)
+        self.encoder = PatchEmbed(cfg.encoder_dims, cfg.patch_hidden)
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, dim))
         self.blocks = TransformerEncoder(
             dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, drop_path, attn_layer=attn_layer

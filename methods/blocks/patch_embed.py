@@ -1,8 +1,9 @@
 """Mini-PointNet patch embedding (Point-MAE ``Encoder``): one token per patch of K points.
 
-Official layout (kept so checkpoints load): ``first_conv`` = Conv1d 3->128, BN, ReLU, Conv1d 128->256;
-max-pool over the patch; concat(global, local) = 512 per point; ``second_conv`` = Conv1d 512->512, BN, ReLU,
-Conv1d 512->out_dim; max-pool. Conv1d weights keep their (out, in, 1) shape.
+Official layout (kept so checkpoints load), with ``hidden`` = h = 128: ``first_conv`` = Conv1d 3->h, BN, ReLU,
+Conv1d h->2h; max-pool over the patch; concat(global, local) = 4h per point; ``second_conv`` = Conv1d 4h->4h, BN,
+ReLU, Conv1d 4h->out_dim; max-pool. Conv1d weights keep their (out, in, 1) shape. A smaller ``hidden`` is only for
+tiny (demo / test) models: the mini-PointNet's cost does not shrink with ``trans_dim``.
 
 Computation (same numbers, less work): every kernel-1 Conv1d is a channels-last ``F.linear`` on
 ``weight.squeeze(-1)`` over the flattened (B*G*K, C) points, and BatchNorm runs on that flat view (its statistics
@@ -19,14 +20,15 @@ from torch import Tensor, nn
 class PatchEmbed(nn.Module):
     """(B, G, K, 3) centred patches -> (B, G, out_dim) tokens."""
 
-    def __init__(self, out_dim: int = 384) -> None:
+    def __init__(self, out_dim: int = 384, hidden: int = 128) -> None:
         super().__init__()
         self.out_dim = out_dim
+        h = hidden
         self.first_conv = nn.Sequential(
-            nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(inplace=True), nn.Conv1d(128, 256, 1)
+            nn.Conv1d(3, h, 1), nn.BatchNorm1d(h), nn.ReLU(inplace=True), nn.Conv1d(h, 2 * h, 1)
         )
         self.second_conv = nn.Sequential(
-            nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Conv1d(512, out_dim, 1)
+            nn.Conv1d(4 * h, 4 * h, 1), nn.BatchNorm1d(4 * h), nn.ReLU(inplace=True), nn.Conv1d(4 * h, out_dim, 1)
         )
 
     def forward(self, patches: Tensor) -> Tensor:
@@ -39,7 +41,7 @@ class PatchEmbed(nn.Module):
         pooled = local.view(b * g, k, width).max(dim=1).values  # (BG, 256): the "global" feature
 
         conv_c, bn_c, _, conv_d = self.second_conv
-        weight_c = conv_c.weight.squeeze(-1)  # (512, 512): columns [:256] act on global, [256:] on local
+        weight_c = conv_c.weight.squeeze(-1)  # (4h, 4h): columns [:2h] act on global, [2h:] on local
         per_patch = F.linear(pooled, weight_c[:, :width], conv_c.bias)  # (BG, 512), once per patch
         per_point = F.linear(local, weight_c[:, width:]).view(b * g, k, -1)  # (BG, K, 512)
         hidden = (per_point + per_patch.unsqueeze(1)).view(b * g * k, -1)

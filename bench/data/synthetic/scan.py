@@ -3,7 +3,9 @@
 Conventions: Y up. An object is first sampled complete (:func:`make_shape`, centred, max norm 1) and scaled to
 stand on the floor; the camera looks at it from a random azimuth and an elevation of 10-45 degrees, and a
 point is kept when its surface faces the camera (back-face culling: a rough visibility test, no occlusion by
-other parts). Outputs are re-centred on the visible object's bounding box and divided by its max norm.
+other parts). objonly is re-centred on the visible object's bounding box and divided by its max norm; objbg (object
+plus clutter) likewise over all its points, so every variant starts inside the unit sphere (hardest is then
+perturbed).
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ def _clutter(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, eye: np.n
     return _pick(cloud[keep] if keep.any() else cloud, n, rng)
 
 
+def _unit_sphere(points: np.ndarray) -> np.ndarray:
+    """Centre on the bounding-box centre, divide by the max norm."""
+    centred = points - (points.min(0) + points.max(0)) / 2
+    return centred / float(np.linalg.norm(centred, axis=1).max())
+
+
 def scan_object(family: str, rng: np.random.Generator, n: int = 2048) -> dict[str, np.ndarray]:
     """One object scanned once: {"objonly": (n,3), "objbg": (n,3), "hardest": (n,3)} float32, same view.
 
@@ -78,6 +86,7 @@ def scan_object(family: str, rng: np.random.Generator, n: int = 2048) -> dict[st
     centre = (vlo + vhi) / 2
     scale = float(np.linalg.norm(obj - centre, axis=1).max())
     obj, bg = (obj - centre) / scale, (bg - centre) / scale
+    bg = _unit_sphere(bg)  # the whole scan (object + clutter) fits the unit sphere, as the objects alone do
     hard = bg @ rotation_y(rng.uniform(0, 2 * math.pi)) * rng.uniform(0.85, 1.15, 3) + rng.uniform(-0.2, 0.2, 3)
     hard = hard + np.clip(rng.normal(0, 0.01, hard.shape), -0.03, 0.03)
     out = {"objonly": obj, "objbg": bg[rng.permutation(n)], "hardest": hard[rng.permutation(n)]}
