@@ -17,11 +17,14 @@ data spec.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from bench.errors import BenchError
 
 #: capability names a method may declare
 REPRESENTATION = "representation"
@@ -82,7 +85,7 @@ class Method(nn.Module):
     # --- pre-training -------------------------------------------------------------------------------------
     def pretrain_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One pretext forward pass; returns {"loss": scalar tensor, other scalars...}."""
-        raise NotImplementedError(f"{type(self).__name__} does not define a pretext task")
+        raise BenchError(f'method "{self.name}" has no pretext task to pre-train (its pretrain_dataset is None).')
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Calling the module runs the pretext (so DDP's forward hooks see it)."""
@@ -95,12 +98,12 @@ class Method(nn.Module):
     @classmethod
     def build_backbone(cls, cfg: MethodConfig, *, num_group: int, group_size: int, drop_path: float) -> nn.Module:
         """The encoder that downstream protocols train: returns a module whose forward(xyz) -> EncoderOutput."""
-        raise NotImplementedError(f"{cls.__name__} has no downstream encoder")
+        raise BenchError(f'method "{cls.name}" has no downstream encoder: it is not a representation method.')
 
     # --- generation ---------------------------------------------------------------------------------------
     def generate(self, n: int, condition: Any = None, generator: torch.Generator | None = None) -> Tensor:
         """Sample ``n`` clouds, (n, N, 3). Only for methods with the generation capability."""
-        raise NotImplementedError(f"{type(self).__name__} cannot generate")
+        raise BenchError(f'method "{self.name}" cannot generate: it lacks the generation capability.')
 
     @classmethod
     def pretrains(cls) -> bool:
@@ -140,11 +143,12 @@ class JobResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Protocol:
+class Protocol(abc.ABC):
     """A kind of downstream evaluation (finetune, fewshot, partseg, semseg, svm, generation): one class each,
     registered in ``PROTOCOLS`` under ``name``; suites name it in ``suite.protocol``."""
 
     name: ClassVar[str] = ""
 
+    @abc.abstractmethod
     def run(self, ctx: JobContext) -> JobResult:
-        raise NotImplementedError
+        """Run one job; the runner turns the result into a RunRecord."""

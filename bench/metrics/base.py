@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 from torch import Tensor
 
 
-class Metric:
+class Metric(abc.ABC):
     """Accumulates sufficient statistics with ``update``; ``compute`` gives the value; ``reset`` clears.
 
     ``higher_is_better`` tells reports which way is better; ``unit`` is what ``compute`` returns ("%" for
@@ -18,11 +19,14 @@ class Metric:
     higher_is_better: ClassVar[bool] = True
     unit: ClassVar[str] = ""
 
+    @abc.abstractmethod
     def reset(self) -> None:
-        raise NotImplementedError
+        """Clear the accumulated state."""
 
+    @abc.abstractmethod
     def update(self, preds: Tensor, target: Tensor) -> None:
-        raise NotImplementedError
+        """Accumulate one batch."""
 
+    @abc.abstractmethod
     def compute(self) -> float:
-        raise NotImplementedError
+        """The value over everything seen since the last reset."""

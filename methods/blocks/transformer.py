@@ -12,6 +12,7 @@ Conventions:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 
 import torch
@@ -69,7 +70,7 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
-class AttentionBase(nn.Module):
+class AttentionBase(nn.Module, abc.ABC):
     """Multi-head attention minus the input projection: subclasses implement ``project`` -> (q, k, v), each
     (B, H, T, D); this class does the scaled dot product, merges heads and applies ``proj``."""
 
@@ -87,13 +88,13 @@ class AttentionBase(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    @abc.abstractmethod
     def build_projections(self, dim: int, qkv_bias: bool) -> None:
         """Create the input projection(s) used by ``project``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def project(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """(B, T, C) [and context (B, S, C)] -> q (B, H, T, D), k and v (B, H, T or S, D)."""
-        raise NotImplementedError
 
     def split_heads(self, t: Tensor) -> Tensor:
         """(B, T, H*D) -> (B, H, T, D)."""

@@ -1,44 +1,15 @@
 // Greedy furthest point sampling on the CPU, one cloud per OpenMP task (pointnet2_ops semantics: start index given,
-// each next sample is the arg-max of the running min squared distance, ties to the lowest index).
+// each next sample is the arg-max of the running min squared distance, ties to the lowest index). Clouds of at least
+// kBucketMinPoints points go to the exact bucketed kernel (fps_bucket.cpp), smaller ones to the brute-force scan.
 #include <limits>
 #include <vector>
 
 #include "common.h"
+#include "fps.h"
 #include "kernels.h"
 
 namespace pointbench {
 namespace {
-
-// Updates md[i] = min(md[i], |p_i - q|^2) over the padded cloud and returns the first index of the largest md.
-// Lane l of a block handles indices = l (mod L); a strict '>' keeps each lane's earliest maximum, and the final
-// merge prefers the lowest index among equal lane maxima, so the result is the global first arg-max.
-template <typename T>
-int64_t update_argmax(const SoA<T>& p, T* md, T qx, T qy, T qz) {
-  using V = typename Simd<T>::V;
-  using I = typename Simd<T>::I;
-  constexpr int L = Simd<T>::L;
-  V best = V{} - T(1);
-  I besti = I{};
-  I ids = lane_ids<T>();
-  for (int64_t i0 = 0; i0 < p.padded; i0 += L, ids += L) {
-    const V d = sqdist(load<V>(p.x.data() + i0), load<V>(p.y.data() + i0), load<V>(p.z.data() + i0), qx, qy, qz);
-    const V old = load<V>(md + i0);
-    const V v = old < d ? old : d;
-    store(md + i0, v);
-    const auto gt = v > best;
-    best = gt ? v : best;
-    besti = gt ? ids : besti;
-  }
-  T top = best[0];
-  int64_t topi = besti[0];
-  for (int l = 1; l < L; ++l) {
-    if (best[l] > top || (best[l] == top && besti[l] < topi)) {
-      top = best[l];
-      topi = besti[l];
-    }
-  }
-  return topi;
-}
 
 template <typename T>
 void fps_one(const T* xyz, int64_t n, int64_t m, int64_t start, int64_t* out, SoA<T>& p, std::vector<T>& md) {
@@ -47,7 +18,10 @@ void fps_one(const T* xyz, int64_t n, int64_t m, int64_t start, int64_t* out, So
   int64_t cur = start;
   for (int64_t i = 0; i < m; ++i) {
     out[i] = cur;
-    if (i + 1 < m) cur = update_argmax(p, md.data(), p.x[cur], p.y[cur], p.z[cur]);
+    if (i + 1 < m) {
+      cur = update_argmax(p.x.data(), p.y.data(), p.z.data(), md.data(), p.padded, p.x[cur], p.y[cur],
+                          p.z[cur]).index;
+    }
   }
 }
 
@@ -59,8 +33,13 @@ void fps_cpu(const T* xyz, int64_t b, int64_t n, int64_t m, int64_t start, int64
   {
     SoA<T> p;
     std::vector<T> md;
+    BucketCloud<T> buckets;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t bi = 0; bi < b; ++bi) fps_one(xyz + bi * n * 3, n, m, start, out + bi * m, p, md);
+    for (int64_t bi = 0; bi < b; ++bi) {
+      const T* cloud = xyz + bi * n * 3;
+      if (n >= kBucketMinPoints && fps_bucket_one(cloud, n, m, start, out + bi * m, buckets)) continue;
+      fps_one(cloud, n, m, start, out + bi * m, p, md);
+    }
   }
 }
 
