@@ -1,6 +1,6 @@
 // Greedy furthest point sampling on the CPU, one cloud per OpenMP task (pointnet2_ops semantics: start index given,
-// each next sample is the arg-max of the running min squared distance, ties to the lowest index). Clouds of at least
-// kBucketMinPoints points go to the exact bucketed kernel (fps_bucket.cpp), smaller ones to the brute-force scan.
+// each next sample is the arg-max of the running min squared distance, ties to the lowest index). Large clouds with
+// many samples go to the exact bucketed kernel (fps_bucket.cpp, same indices), the others to the brute-force scan.
 #include <limits>
 #include <vector>
 
@@ -37,7 +37,8 @@ void fps_cpu(const T* xyz, int64_t b, int64_t n, int64_t m, int64_t start, int64
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bi = 0; bi < b; ++bi) {
       const T* cloud = xyz + bi * n * 3;
-      if (n >= kBucketMinPoints && fps_bucket_one(cloud, n, m, start, out + bi * m, buckets)) continue;
+      const bool bucketed = n >= kBucketMinPoints && m >= kBucketMinSamples;
+      if (bucketed && fps_bucket_one(cloud, n, m, start, out + bi * m, buckets)) continue;
       fps_one(cloud, n, m, start, out + bi * m, p, md);
     }
   }

@@ -1,9 +1,10 @@
 // Exact bucketed furthest point sampling (the bucket / kd-tree idea of QuickFPS, Han et al., IEEE TCAD 2023).
 //
-// Each cloud is split once into kd-tree leaves of at most kLeafPoints points (median splits on the widest axis). Every
-// leaf keeps its bounding box and the largest running min-distance md of its points (`top`, with the lowest original
-// index holding it). After a new sample q, a leaf whose box distance to q is >= its `top` is skipped: no point in it
-// can change. The next sample is the leaf maximum that is largest, ties to the lowest original index.
+// Each cloud is split once into kd-tree leaves of at most kLeafPoints points (near-median splits on the widest axis,
+// branch-free partitions around a sample median). Every leaf keeps its bounding box and the largest running
+// min-distance md of its points (`top`, with the lowest original index holding it). After a new sample q, a leaf
+// whose box distance to q is >= its `top` is skipped: no point in it can change. The next sample is the largest leaf
+// maximum, ties to the lowest original index.
 //
 // Why the result is bit-for-bit the brute-force one: distances use the same formula, (dx*dx + dy*dy) + dz*dz with
 // dx = p - q, without FMA contraction (-ffp-contract=off). The box distance is the same formula on per-axis gaps
