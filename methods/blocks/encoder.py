@@ -125,9 +125,12 @@ class PointEncoder(nn.Module):
     ) -> EncoderOutput:
         """Encode grouped patches. ``visible_mask`` (B, G) bool, True = keep (same count in every row): the
         output then holds only the visible tokens and their centres, in their original order."""
-        tokens = self.encoder(neighborhood)
         if visible_mask is not None:
-            tokens, centers = self._select(tokens, centers, visible_mask)
+            self._check_mask(visible_mask, centers)
+            tokens = self.encoder(neighborhood, keep=visible_mask)  # masked patches' tokens are never computed
+            centers = centers[visible_mask].view(centers.shape[0], -1, 3)
+        else:
+            tokens = self.encoder(neighborhood)
         pos = self.pos_embed(centers)
         b = tokens.shape[0]
         skip = 0
@@ -145,15 +148,13 @@ class PointEncoder(nn.Module):
         )
 
     @staticmethod
-    def _select(tokens: Tensor, centers: Tensor, visible_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def _check_mask(visible_mask: Tensor, centers: Tensor) -> None:
         counts = visible_mask.sum(dim=1)
-        if visible_mask.shape != tokens.shape[:2] or bool((counts != counts[0]).any()):
+        if visible_mask.shape != centers.shape[:2] or bool((counts != counts[0]).any()):
             raise ValueError(
-                f"visible_mask must be (B, G) = {tuple(tokens.shape[:2])} with the same number of visible patches "
+                f"visible_mask must be (B, G) = {tuple(centers.shape[:2])} with the same number of visible patches "
                 f"per sample; got shape {tuple(visible_mask.shape)} and counts {counts.tolist()}"
             )
-        b, _, c = tokens.shape
-        return tokens[visible_mask].view(b, -1, c), centers[visible_mask].view(b, -1, 3)
 
     def _block_indices(self, hidden_blocks: Sequence[int]) -> list[int]:
         out = []

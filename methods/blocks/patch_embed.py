@@ -9,6 +9,8 @@ Computation (same numbers, less work): every kernel-1 Conv1d is a channels-last 
 ``weight.squeeze(-1)`` over the flattened (B*G*K, C) points, and BatchNorm runs on that flat view (its statistics
 are the same set of values as the (B*G, C, K) Conv1d layout). The 512-wide concat is never built:
 ``W [g; l] = W_g g + W_l l``, with the global half ``W_g g`` computed once per patch instead of once per point.
+With ``keep`` (masked pre-training), the last Conv1d and max-pool run only for the kept patches: every BatchNorm
+still sees all patches (as in the reference), and the kept tokens are bit-identical to the full computation.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class PatchEmbed(nn.Module):
             nn.Conv1d(4 * h, 4 * h, 1), nn.BatchNorm1d(4 * h), nn.ReLU(inplace=True), nn.Conv1d(4 * h, out_dim, 1)
         )
 
-    def forward(self, patches: Tensor) -> Tensor:
+    def forward(self, patches: Tensor, keep: Tensor | None = None) -> Tensor:
+        """(B, G, K, 3) -> (B, G, C); with ``keep`` (B, G) bool (same count per row) -> (B, G_kept, C)."""
         b, g, k, _ = patches.shape
         conv_a, bn_a, _, conv_b = self.first_conv
         points = patches.reshape(b * g * k, 3)
@@ -45,6 +48,8 @@ class PatchEmbed(nn.Module):
         per_patch = F.linear(pooled, weight_c[:, :width], conv_c.bias)  # (BG, 512), once per patch
         per_point = F.linear(local, weight_c[:, width:]).view(b * g, k, -1)  # (BG, K, 512)
         hidden = (per_point + per_patch.unsqueeze(1)).view(b * g * k, -1)
-        hidden = F.relu(bn_c(hidden))
-        out = F.linear(hidden, conv_d.weight.squeeze(-1), conv_d.bias)
-        return out.view(b * g, k, self.out_dim).max(dim=1).values.view(b, g, self.out_dim)
+        hidden = F.relu(bn_c(hidden)).view(b, g, k, -1)
+        if keep is not None:
+            hidden = hidden[keep].view(b, -1, k, hidden.shape[-1])
+        out = F.linear(hidden, conv_d.weight.squeeze(-1), conv_d.bias)  # (B, G', K, C)
+        return out.max(dim=2).values

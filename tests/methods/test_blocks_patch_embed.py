@@ -57,3 +57,22 @@ def test_official_parameter_shapes() -> None:
     assert shapes["first_conv.3.weight"] == (256, 128, 1)
     assert shapes["second_conv.0.weight"] == (512, 512, 1)
     assert shapes["second_conv.3.weight"] == (384, 512, 1)
+
+
+def test_keep_mask_gives_the_same_tokens_and_batchnorm_statistics_as_the_full_pass():
+    """Masked pre-training embeds only the kept patches after the last BatchNorm: identical tokens and stats."""
+    import torch
+
+    from methods.blocks.patch_embed import PatchEmbed
+
+    torch.manual_seed(0)
+    full, kept = PatchEmbed(64, hidden=16), PatchEmbed(64, hidden=16)
+    kept.load_state_dict(full.state_dict())
+    patches = torch.randn(3, 10, 8, 3)
+    keep = torch.zeros(3, 10, dtype=torch.bool)
+    for row in range(3):
+        keep[row, torch.randperm(10)[:4]] = True
+    expected = full(patches)[keep].view(3, 4, 64)
+    assert torch.equal(kept(patches, keep=keep), expected)
+    for a, b in zip(full.state_dict().values(), kept.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # running statistics updated from every patch in both
