@@ -13,14 +13,14 @@ With ``s`` ranging over the row's seeds and ``final`` the record's per-job summa
 - ``best_mean`` / ``best_std`` = mean and sample std (ddof=1) over seeds of final["best"]. This is the few-shot
   papers' statistic (mean ± std over folds of each fold's best epoch).
 - ``vote_mean`` / ``vote_std`` / ``vote_max`` = mean, sample std (ddof=1) and max over the seeds that have one of
-  final["vote"] (one 10-vote pass on the chosen checkpoint); ``vote_n`` = how many seeds have it.
+  final["vote"] (one ``suite.vote.times``-vote pass on the chosen checkpoint); ``vote_n`` = how many seeds have it.
 - ``vote_best_of_r`` = max_s final_s["vote_best_of_r"] (the best of R passes, the reference repos' ``--test``
   practice); ``vote_repeats`` = the R of the seed attaining that max.
 - Published columns (``data_kind == "real"`` only): the entry of ``reports/published.yaml`` for the row's metric.
   ``diff`` = ours - published, where ours is ``paper`` for max/unstated entries and ``best_mean`` for few-shot
   fold means (``diff_basis`` names which); ``vote_diff`` = ``vote_best_of_r`` (else ``vote_max``) - published vote.
-- ``seeds``, ``last_values``, ``best_values``, ``git_commits``, ``ops_backends`` are JSON lists (strings), so the
-  CSV round-trips exactly; per-seed values are listed in seed order.
+- ``seeds``, ``last_values``, ``best_values``, ``git_commits``, ``ops_backends``, ``vote_times`` are JSON lists
+  (strings), so the CSV round-trips exactly; per-seed values are listed in seed order.
 
 When the same seed appears twice in one row (a job run again in another sweep), the record with the latest
 ``created`` stamp is kept and ``dropped_duplicates`` counts the others.
@@ -54,7 +54,7 @@ COLUMNS = (
     *KEY, "metric", "higher_is_better", "n_seeds", "seeds", "paper", "paper_seed", "honest_mean", "honest_std",
     "best_mean", "best_std", "last_values", "best_values",
     "vote_n", "vote_mean", "vote_std", "vote_max", "vote_best_of_r", "vote_repeats",
-    *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "dropped_duplicates",
+    *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "vote_times", "dropped_duplicates",
 )
 NAN = float("nan")
 
@@ -196,6 +196,12 @@ def _published_columns(row: dict[str, Any]) -> dict[str, Any]:
     return columns
 
 
+def _vote_times(record: RunRecord) -> int | None:
+    """Votes per pass from the record's resolved config (``suite.vote.times``), None when absent."""
+    times = record.config.get("suite", {}).get("vote", {}).get("times")
+    return int(times) if times is not None else None
+
+
 def _env_list(records: list[RunRecord], name: str) -> str:
     values = sorted({str(r.env[name]) for r in records if r.env.get(name) not in (None, "")})
     return json.dumps(values)
@@ -211,6 +217,7 @@ def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> dict
     row.update(
         git_commits=_env_list(records, "git_commit"),
         ops_backends=_env_list(records, "ops_backend"),
+        vote_times=json.dumps(sorted({_vote_times(r) for r in records} - {None})),
         dropped_duplicates=dropped,
     )
     return row

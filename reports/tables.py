@@ -137,8 +137,10 @@ def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
     if canonical_suite(str(rows["suite"].iloc[0])) == "fewshot":
         notes.append("best mean = mean ± sample std over folds of each fold's best epoch (the few-shot papers').")
     if (rows["vote_n"] > 0).any() or rows["vote_best_of_r"].notna().any():
-        notes.append("vote = mean ± std over seeds of one 10-vote pass (logits averaged) on the chosen checkpoint; "
-                     "vote best-of-R = max over seeds of the best of R such passes (test-set selected).")
+        times = sorted({t for s in rows["vote_times"] for t in json.loads(s)})
+        per_pass = "/".join(str(t) for t in times) or "?"
+        notes.append(f"vote = mean ± std over seeds of one {per_pass}-vote pass (logits averaged) on the chosen "
+                     "checkpoint; vote best-of-R = max over seeds of the best of R such passes (test-set selected).")
     if data_kind == "real":
         notes.append(f"published = reports/published.yaml ({UNVERIFIED_MARK} = not checked against a primary "
                      "source); Δ = ours − published, ours being the statistic named after 'vs'; vote Δ uses "

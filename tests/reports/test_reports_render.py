@@ -189,3 +189,13 @@ def test_renderer_never_shows_published_for_synthetic_rows(three_seeds):
     df["data_kind"] = "synthetic"  # a mislabelled frame: the renderer must still keep published numbers out
     text = render_markdown(df)
     assert SYNTHETIC_LABEL in text and "published 90" not in text and "Δ" not in text and "90.02" not in text
+
+
+def test_vote_note_states_the_configured_number_of_votes(make_record):
+    from reports.leaderboard import summarize
+    from reports.render import render_markdown
+
+    records = [make_record(seed=s, config={"suite": {"vote": {"times": 4}}}, extra_final={"vote": 80.0 + s})
+               for s in range(2)]
+    markdown = render_markdown(summarize(records))
+    assert "one 4-vote pass" in markdown and "10-vote" not in markdown
