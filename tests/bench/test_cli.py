@@ -218,3 +218,14 @@ def test_real_data_runs_the_paper_profile_and_compares_with_published(tiny_run, 
     assert (root / "ModelNet" / "modelnet40_normal_resampled" / "modelnet40_test_8192pts_fps.dat").exists()
     markdown = (tmp_path / "runs" / "leaderboard" / "leaderboard.md").read_text()
     assert "real data" in markdown and "SYNTHETIC" not in markdown and "published" in markdown
+
+
+def test_flags_work_before_and_after_the_subcommand():
+    from bench.cli import build_parser
+
+    after = build_parser().parse_args(["report", "output.dir=x", "--quiet"])
+    before = build_parser().parse_args(["--debug", "report"])
+    plain = build_parser().parse_args(["report"])
+    assert (after.quiet, after.debug) == (True, False)
+    assert (before.quiet, before.debug) == (False, True)
+    assert (plain.quiet, plain.debug) == (False, False)
