@@ -10,7 +10,6 @@ pre-training data behind its encoder is the stand-in; such rows never share a ta
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -195,18 +194,14 @@ def run_job(job: JobSpec, tracker, group_run: str | None, progress: Progress) ->
 
 
 def aggregate(records: list[RunRecord]) -> dict[str, float]:
-    """Per method x variant: paper (max over seeds of best-over-epochs) and honest (mean/std of last epoch)."""
+    """Per method x variant, the leaderboard's statistics (paper, honest mean/std, vote) for the MLflow group run."""
+    from reports.leaderboard import summarize
+
     if not records:
         return {}
-    last = [r.final["last"] for r in records]
-    out = {"paper": max(r.final["best"] for r in records), "honest_mean": statistics.fmean(last),
-           "n_seeds": float(len(records))}
-    if len(last) > 1:
-        out["honest_std"] = statistics.stdev(last)
-    votes = [r.final["vote"] for r in records if "vote" in r.final]
-    if votes:
-        out["vote_mean"] = statistics.fmean(votes)
-    return out
+    (row,) = summarize(records).to_dict("records")  # one method x variant x config: exactly one row
+    keys = ("paper", "honest_mean", "honest_std", "n_seeds", "vote_mean", "vote_std", "vote_best_of_r")
+    return {k: float(row[k]) for k in keys if row.get(k) is not None and row[k] == row[k]}
 
 
 def _job_line(record: RunRecord) -> str:

@@ -81,6 +81,9 @@ def test_mlflow_holds_sweep_group_seed_nesting(sweep):
     sweep_id = by_stage["sweep"][0].info.run_id
     groups = {r.info.run_id for r in by_stage["group"]}
     assert all(r.data.tags["mlflow.parentRunId"] == sweep_id for r in by_stage["group"] + by_stage["pretrain"])
+    for group in by_stage["group"]:  # the leaderboard's statistics of that method x variant
+        assert {"paper", "honest_mean", "n_seeds", "vote_mean"} <= set(group.data.metrics)
+        assert group.data.metrics["n_seeds"] == 1.0
     for job in by_stage["job"]:
         assert job.data.tags["mlflow.parentRunId"] in groups
         assert {a.path for a in client.list_artifacts(job.info.run_id)} == {"run_record.json", "config.yaml"}
