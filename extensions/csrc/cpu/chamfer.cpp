@@ -41,20 +41,9 @@ void nearest(const SoA<T>& p, T qx, T qy, T qz, T* dist, int64_t* index) {
 // Directed pass: for each of the b * n query points, its nearest neighbour in the matching reference cloud.
 template <typename T>
 void directed(const T* query, const T* ref, int64_t b, int64_t n, int64_t m, T* dist, int64_t* index, int threads) {
-#pragma omp parallel num_threads(team_size(b * n * m, threads))
-  {
-    SoA<T> p;
-    int64_t loaded = -1;
-#pragma omp for schedule(static)
-    for (int64_t q = 0; q < b * n; ++q) {
-      const int64_t bi = q / n;
-      if (bi != loaded) {
-        p.load(ref + bi * m * 3, m);
-        loaded = bi;
-      }
-      nearest(p, query[3 * q], query[3 * q + 1], query[3 * q + 2], dist + q, index + q);
-    }
-  }
+  for_each_query(ref, b, n, m, threads, [&](int64_t, int64_t q, const SoA<T>& p) {
+    nearest(p, query[3 * q], query[3 * q + 1], query[3 * q + 2], dist + q, index + q);
+  });
 }
 
 template <typename T>

@@ -80,4 +80,35 @@ struct SoA {
   }
 };
 
+// True when any lane of a vector comparison mask is set.
+template <typename M>
+inline bool any_lane(const M& mask) {
+  uint64_t words[sizeof(M) / 8];
+  std::memcpy(words, &mask, sizeof(M));
+  uint64_t acc = 0;
+  for (uint64_t w : words) acc |= w;
+  return acc != 0;
+}
+
+// Runs fn(bi, q, soa_of_cloud_bi) for each of the b * m queries (m per cloud, against clouds of n reference points),
+// in parallel, each thread converting a reference cloud to SoA only when its batch index changes.
+template <typename T, typename Fn>
+void for_each_query(const T* ref, int64_t b, int64_t m, int64_t n, int threads, Fn fn) {
+#pragma omp parallel num_threads(team_size(b * m * n, threads))
+  {
+    SoA<T> p;
+    int64_t loaded = -1;
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < b * m; ++q) {
+      const int64_t bi = q / m;
+      if (bi != loaded) {
+        p.load(ref + bi * n * 3, n);
+        loaded = bi;
+      }
+      fn(bi, q, p);
+    }
+  }
+}
+
+
 }  // namespace pointbench

@@ -29,15 +29,6 @@ namespace {
 constexpr int64_t kLeafPoints = 128;
 constexpr int64_t kPivotSample = 15;
 
-template <typename M>
-inline bool any_lane(const M& mask) {
-  uint64_t words[sizeof(M) / 8];
-  std::memcpy(words, &mask, sizeof(M));
-  uint64_t acc = 0;
-  for (uint64_t w : words) acc |= w;
-  return acc != 0;
-}
-
 template <typename T>
 bool all_finite(const T* xyz, int64_t n) {
   bool ok = true;

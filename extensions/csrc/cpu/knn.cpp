@@ -38,15 +38,6 @@ void select_k_insertion(const T* row, int64_t n, int64_t k, T* dist, int64_t* id
   }
 }
 
-template <typename M>
-inline bool any_lane(const M& mask) {
-  uint64_t words[sizeof(M) / 8];
-  std::memcpy(words, &mask, sizeof(M));
-  uint64_t acc = 0;
-  for (uint64_t w : words) acc |= w;
-  return acc != 0;
-}
-
 // Same result in O(n): the row's SIMD blocks are dealt round-robin to G accumulators, whose lanes keep the minima of
 // G * L >= 2k disjoint groups of entries. The k-th smallest group minimum bounds the k-th smallest distance from
 // above (those minima are k distinct entries), so only entries <= the bound are candidates; a partial sort of the
@@ -95,37 +86,18 @@ void distance_row(const SoA<T>& p, T qx, T qy, T qz, T* row) {
   }
 }
 
-// Runs fn(bi, qi, soa_of_cloud_bi, thread_row_buffer) for every query, in parallel over (batch, query) with each
-// thread converting a reference cloud to SoA only when its batch index changes.
-template <typename T, typename Fn>
-void for_each_query(const T* ref, int64_t b, int64_t m, int64_t n, int threads, Fn fn) {
-#pragma omp parallel num_threads(team_size(b * m * n, threads))
-  {
-    SoA<T> p;
-    std::vector<T> row(static_cast<size_t>((n + 15) / 16 * 16));
-    int64_t loaded = -1;
-#pragma omp for schedule(static)
-    for (int64_t q = 0; q < b * m; ++q) {
-      const int64_t bi = q / m;
-      if (bi != loaded) {
-        p.load(ref + bi * n * 3, n);
-        loaded = bi;
-      }
-      fn(bi, q, p, row.data());
-    }
-  }
-}
-
 }  // namespace
 
 template <typename T>
 void knn_cpu(const T* query, const T* ref, int64_t b, int64_t m, int64_t n, int64_t k, int64_t* idx, T* dist,
              int threads) {
   if (k == 0) return;
-  for_each_query(ref, b, m, n, threads, [&](int64_t, int64_t q, const SoA<T>& p, T* row) {
+  for_each_query(ref, b, m, n, threads, [&](int64_t, int64_t q, const SoA<T>& p) {
+    thread_local std::vector<T> row;  // one distance row per thread, reused across queries
+    row.resize(static_cast<size_t>(p.padded));
     const T* c = query + q * 3;
-    distance_row(p, c[0], c[1], c[2], row);
-    select_k(row, n, k, dist + q * k, idx + q * k);
+    distance_row(p, c[0], c[1], c[2], row.data());
+    select_k(row.data(), n, k, dist + q * k, idx + q * k);
   });
 }
 
