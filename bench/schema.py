@@ -86,6 +86,25 @@ class TransformsConfig:
 
 
 @dataclass
+class ReportConfig:
+    """How the leaderboard lays out a suite's table and which statistic is its headline.
+
+    columns: ``variants``: one column per variant showing the headline metric (classification, few-shot);
+             ``metrics``: one column per entry of ``metrics`` (per variant), e.g. part segmentation's
+             Cls./Inst. mIoU or S3DIS's mIoU / mAcc / OA.
+    metrics: metric names shown as columns when ``columns`` is ``metrics``; the first is the headline. A protocol
+             writes each one into a record's ``final`` as ``<name>_last`` and ``<name>_best`` (besides the
+             headline's plain ``last`` / ``best``).
+    paper_statistic: ``max`` (max over seeds of each seed's best epoch: the classification papers) or
+             ``fold_mean`` (mean +- std over folds of each fold's best epoch: the few-shot papers).
+    """
+
+    columns: str = "variants"
+    metrics: list[str] = field(default_factory=list)
+    paper_statistic: str = "max"
+
+
+@dataclass
 class SuiteConfig:
     """What a suite measures and on which data; ``variant_options`` holds per-variant overrides of these keys."""
 
@@ -102,6 +121,7 @@ class SuiteConfig:
     metric: str = "acc"
     transforms: TransformsConfig = field(default_factory=TransformsConfig)
     vote: VoteConfig = field(default_factory=VoteConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     variant_options: dict[str, Any] = field(default_factory=dict)
 
 
