@@ -51,6 +51,7 @@ class RunRecord:
     pretrain: dict[str, Any] = field(default_factory=dict)  # {"source": "import|cache|pretrained|none", ...}
     mlflow_run_id: str | None = None
     created: str = ""
+    command: str = ""  # the `bench ...` command line that ran the job ("" in records written before it existed)
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -60,6 +61,19 @@ class RunRecord:
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_COMMAND = {"line": ""}
+
+
+def set_command(line: str) -> None:
+    """Remember the current ``bench`` command line (set by :func:`bench.cli.main`); new RunRecords carry it."""
+    _COMMAND["line"] = line
+
+
+def current_command() -> str:
+    """The command line given to :func:`set_command` ("" when the runner is used without the CLI)."""
+    return _COMMAND["line"]
 
 
 def record_path(records_dir: Path, job_id: str) -> Path:

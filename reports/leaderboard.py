@@ -22,6 +22,11 @@ With ``s`` ranging over the row's seeds and ``final`` the record's per-job summa
 - ``seeds``, ``last_values``, ``best_values``, ``git_commits``, ``ops_backends``, ``vote_times`` are JSON lists
   (strings), so the CSV round-trips exactly; per-seed values are listed in seed order.
 
+Table layout (``suite.report``, see :mod:`reports.layout`): a suite with ``columns: metrics`` gets one row per
+metric of ``report.metrics`` (the headline first, ``headline`` True; the others from final's ``<name>_last`` /
+``<name>_best``, in the headline's direction, without vote columns). ``report_columns``, ``report_metrics`` and
+``paper_statistic`` carry the layout to the tables; ``commands`` lists the rows' ``bench`` command lines.
+
 When the same seed appears twice in one row (a job run again in another sweep), the record with the latest
 ``created`` stamp is kept and ``dropped_duplicates`` counts the others.
 """
@@ -38,9 +43,10 @@ import pandas as pd
 
 from bench.errors import DataError
 from bench.records import RunRecord
+from reports.layout import ReportSpec, metric_values, report_spec, row_metrics
 from reports.published import PRIMARY_STATISTICS, PublishedEntry, published_for, variant_rank
 
-__all__ = ["COLUMNS", "KEY", "published_for", "summarize"]
+__all__ = ["COLUMNS", "KEY", "published_for", "row_records", "summarize"]
 
 KEY = ("suite", "suite_version", "data_kind", "profile", "recipe", "method", "config_hash", "variant")
 DATA_KINDS = ("real", "synthetic")
@@ -55,6 +61,7 @@ COLUMNS = (
     "best_mean", "best_std", "last_values", "best_values",
     "vote_n", "vote_mean", "vote_std", "vote_max", "vote_best_of_r", "vote_repeats",
     *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "vote_times", "dropped_duplicates",
+    "headline", "report_columns", "report_metrics", "paper_statistic", "commands",
 )
 NAN = float("nan")
 
@@ -96,6 +103,11 @@ def _group(records: list[RunRecord]) -> dict[tuple, tuple[list[RunRecord], int]]
     return grouped
 
 
+def row_records(records: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
+    """The records behind each leaderboard row key (:data:`KEY` values), one per seed in seed order."""
+    return {key: kept for key, (kept, _) in _group(records).items()}
+
+
 def _check_uniform(records: list[RunRecord]) -> None:
     """All seeds of one row must report the same headline metric in the same direction."""
     kinds = {(r.metric, r.higher_is_better) for r in records}
@@ -111,10 +123,11 @@ def _select(pairs: list[tuple[int, float]], higher_is_better: bool) -> tuple[int
     return next((seed, value) for seed, value in pairs if value == target)
 
 
-def _seed_stats(records: list[RunRecord], higher_is_better: bool) -> dict[str, Any]:
-    """paper / honest / best-mean statistics over the row's seeds (definitions in the module docstring)."""
-    last = [float(r.final["last"]) for r in records]
-    best = [float(r.final["best"]) for r in records]
+def _seed_stats(records: list[RunRecord], higher_is_better: bool, metric: str) -> dict[str, Any]:
+    """paper / honest / best-mean statistics of ``metric`` over the row's seeds (see the module docstring)."""
+    values = [metric_values(r, metric) for r in records]
+    last = [v[0] for v in values]
+    best = [v[1] for v in values]
     paper_seed, paper = _select([(r.seed, b) for r, b in zip(records, best, strict=True)], higher_is_better)
     honest_mean, honest_std = _mean_std(last)
     best_mean, best_std = _mean_std(best)
@@ -207,37 +220,62 @@ def _env_list(records: list[RunRecord], name: str) -> str:
     return json.dumps(values)
 
 
-def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> dict[str, Any]:
-    row: dict[str, Any] = dict(zip(KEY, key, strict=True))
+def _group_spec(records: list[RunRecord]) -> ReportSpec:
+    """The row's ``suite.report`` (validated); its seeds must agree on it."""
+    specs = {report_spec(r) for r in records}
+    if len(specs) > 1:
+        jobs = ", ".join(r.job_id for r in records)
+        raise DataError(f"records {jobs} share a leaderboard row but disagree on suite.report: "
+                        f"{sorted(map(str, specs))}")
+    return specs.pop()
+
+
+def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> list[dict[str, Any]]:
+    """The row(s) of one key: the headline metric, then (``columns: metrics``) every other report metric."""
+    spec = _group_spec(records)
     higher_is_better = bool(records[0].higher_is_better)
-    row.update(metric=records[0].metric, higher_is_better=higher_is_better)
-    row.update(_seed_stats(records, higher_is_better))
-    row.update(_vote_stats(records, higher_is_better))
-    row.update(_published_columns(row))
-    row.update(
-        git_commits=_env_list(records, "git_commit"),
-        ops_backends=_env_list(records, "ops_backend"),
-        vote_times=json.dumps(sorted({_vote_times(r) for r in records} - {None})),
-        dropped_duplicates=dropped,
-    )
-    return row
+    rows = []
+    for metric in row_metrics(records, spec):
+        row: dict[str, Any] = dict(zip(KEY, key, strict=True))
+        row.update(metric=metric, higher_is_better=higher_is_better)
+        row.update(_seed_stats(records, higher_is_better, metric))
+        headline = metric == records[0].metric
+        row.update(_vote_stats(records, higher_is_better) if headline else _vote_stats([], higher_is_better))
+        row.update(_published_columns(row))
+        row.update(
+            git_commits=_env_list(records, "git_commit"),
+            ops_backends=_env_list(records, "ops_backend"),
+            vote_times=json.dumps(sorted({_vote_times(r) for r in records} - {None})),
+            dropped_duplicates=dropped,
+            headline=headline,
+            report_columns=spec.columns,
+            report_metrics=json.dumps(list(spec.metrics)),
+            paper_statistic=spec.paper_statistic,
+            commands=json.dumps(sorted({r.command for r in records if getattr(r, "command", "")})),
+        )
+        rows.append(row)
+    return rows
 
 
 def _row_order(row: dict[str, Any]) -> tuple:
     """Suite, version, data kind, profile, recipe, then ``scratch`` first and methods by name, then variants."""
     method_rank = (row["method"] != "scratch", row["method"])
     head = (row["suite"], row["suite_version"], row["data_kind"], row["profile"], row["recipe"])
-    return (*head, method_rank, variant_rank(row["suite"], row["variant"]))
+    return (*head, method_rank, variant_rank(row["suite"], row["variant"]), not row["headline"])
 
 
-def summarize(records: list[RunRecord]) -> pd.DataFrame:
+def summarize(records: list[RunRecord], headline_only: bool = False) -> pd.DataFrame:
     """The long leaderboard table: one row per :data:`KEY` (suite, version, data kind, profile, recipe, method,
-    config hash, variant).
+    config hash, variant) and metric (only the headline unless the suite's ``report.columns`` is ``metrics``).
 
-    Columns are :data:`COLUMNS`; every statistic is defined in this module's docstring. Raises
-    :class:`bench.errors.DataError` for a record with an unknown data kind or without finite final["last"] /
-    final["best"], and for seeds of one row that disagree on the headline metric.
+    Columns are :data:`COLUMNS`; every statistic is defined in this module's docstring. ``headline_only`` keeps
+    exactly one row per key. Raises :class:`bench.errors.DataError` for a record with an unknown data kind or
+    without finite final["last"] / final["best"] (or a report metric's ``_last`` / ``_best``), and for seeds of
+    one row that disagree on the headline metric or the layout; ConfigError for an invalid ``suite.report``.
     """
-    rows = [_summarize_group(key, recs, dropped) for key, (recs, dropped) in _group(records).items()]
+    grouped = _group(records).items()
+    rows = [row for key, (recs, dropped) in grouped for row in _summarize_group(key, recs, dropped)]
+    if headline_only:
+        rows = [row for row in rows if row["headline"]]
     rows.sort(key=_row_order)
     return pd.DataFrame(rows, columns=list(COLUMNS))

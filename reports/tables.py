@@ -1,8 +1,11 @@
 """Lay the long leaderboard table out as display tables, independent of the output format.
 
 One :class:`Table` per (suite, data_kind, profile): methods (with recipe and suite version, which never merge) as
-rows, variants as columns. Each cell is a list of short text lines; :mod:`reports.render` joins them for Markdown
-(one line) or HTML (line breaks). Synthetic and real rows never share a table, since data_kind is part of the key.
+rows; the columns follow the suite's ``report.columns`` (:mod:`reports.layout`): one per variant (headline metric),
+or one per variant and metric (Cls. / Inst. mIoU, mIoU / mAcc / OA). Each cell is a list of short text lines;
+:mod:`reports.render` joins them for Markdown (one line) or HTML (line breaks). Synthetic and real rows never share
+a table, since data_kind is part of the key. With ``paper_statistic: fold_mean`` (few-shot) the paper line is the
+mean ± std over folds of each fold's best epoch instead of the max.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports.published import canonical_suite, display_name, variant_rank
+from reports.layout import metric_label
+from reports.published import canonical_suite, display_name, load_published, variant_rank
 
 SYNTHETIC_LABEL = "SYNTHETIC stand-in data — not comparable to published numbers"
 UNVERIFIED_MARK = "✱"
@@ -31,7 +35,10 @@ class TableRow:
 
 @dataclass
 class Table:
-    """A display table with its heading, statistic definitions and (real data only) published references."""
+    """A display table with its heading, statistic definitions and (real data only) published references.
+
+    ``columns`` names each data column as (variant, metric); ``frame`` is the long table's rows behind it.
+    """
 
     suite: str
     data_kind: str
@@ -41,6 +48,8 @@ class Table:
     rows: list[TableRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
+    columns: list[tuple[str, str]] = field(default_factory=list)
+    frame: pd.DataFrame | None = None
 
 
 def _missing(value: Any) -> bool:
@@ -95,12 +104,22 @@ def _published_lines(row: pd.Series) -> list[str]:
     return lines
 
 
-def cell_lines(row: pd.Series) -> list[str]:
-    """The text lines of one cell: honest, paper, few-shot best mean, votes, then published and Δ (real only)."""
-    lines = [_honest_line(row), f"paper {_num(row['paper'])} (seed {int(row['paper_seed'])})"]
-    if canonical_suite(str(row["suite"])) == "fewshot":
+def fold_mean(row: pd.Series) -> bool:
+    """True when the row's paper statistic is the few-shot fold mean (``paper_statistic`` or a few-shot suite)."""
+    return row.get("paper_statistic") == "fold_mean" or canonical_suite(str(row["suite"])) == "fewshot"
+
+
+def paper_line(row: pd.Series) -> str:
+    """``paper 90.00 (seed 2)``, or for a fold-mean suite ``paper 96.30 ± 2.50 (fold mean, n=10)``."""
+    if fold_mean(row):
         std = "" if _missing(row["best_std"]) else f" ± {_num(row['best_std'])}"
-        lines.append(f"best mean {_num(row['best_mean'])}{std}")
+        return f"paper {_num(row['best_mean'])}{std} (fold mean, n={int(row['n_seeds'])})"
+    return f"paper {_num(row['paper'])} (seed {int(row['paper_seed'])})"
+
+
+def cell_lines(row: pd.Series) -> list[str]:
+    """The text lines of one cell: honest, paper (max or fold mean), votes, then published and Δ (real only)."""
+    lines = [_honest_line(row), paper_line(row)]
     lines.extend(_vote_lines(row))
     if row["data_kind"] == "real":
         lines.extend(_published_lines(row))
@@ -112,6 +131,8 @@ def _references(rows: pd.DataFrame) -> list[str]:
     refs = []
     for _, row in rows.iterrows():
         where = f"{display_name(row['method'])} / {row['variant']}"
+        if row.get("report_columns") == "metrics":
+            where += f" / {metric_label(str(row['metric']))}"
         for prefix, tag in (("published", ""), ("published_vote", " vote")):
             if _missing(row[prefix]):
                 continue
@@ -130,12 +151,14 @@ def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
     seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]} (n= in each cell)"
     direction = "higher is better" if bool(rows["higher_is_better"].iloc[0]) else "lower is better"
     notes = [
-        f"Metric: {', '.join(sorted(set(rows['metric'])))} in percent, {direction}. Seeds per cell: {seeds}.",
+        f"Metric: {', '.join(metric_label(m) for m in dict.fromkeys(rows['metric']))} in percent, {direction}. "
+        f"Seeds per cell: {seeds}.",
         "paper = max over seeds of max over epochs on the test split (as the papers select).",
         "honest = mean ± sample std (ddof=1) over seeds of the last-epoch metric; no std with one seed.",
     ]
-    if canonical_suite(str(rows["suite"].iloc[0])) == "fewshot":
-        notes.append("best mean = mean ± sample std over folds of each fold's best epoch (the few-shot papers').")
+    if any(fold_mean(row) for _, row in rows.iterrows()):
+        notes[1] = ("paper (fold mean) = mean ± sample std over folds of each fold's best test epoch (the few-shot "
+                    "papers'); honest uses each fold's last epoch.")
     if (rows["vote_n"] > 0).any() or rows["vote_best_of_r"].notna().any():
         times = sorted({t for s in rows["vote_times"] for t in json.loads(s)})
         per_pass = "/".join(str(t) for t in times) or "?"
@@ -156,16 +179,45 @@ def _heading(suite: str, data_kind: str, profile: str) -> str:
     return f"{suite} — {kind} — profile {profile}"
 
 
-def _build_table(suite: str, data_kind: str, profile: str, rows: pd.DataFrame) -> Table:
+def _headline(rows: pd.DataFrame) -> pd.Series:
+    """Which rows are headline rows (a frame without the ``headline`` column has only those)."""
+    if "headline" not in rows:
+        return pd.Series(True, index=rows.index)
+    return rows["headline"].fillna(True).astype(bool)
+
+
+def _columns(suite: str, rows: pd.DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
+    """The data columns as (variant, metric) and their headers, by the rows' ``report_columns`` layout."""
     variants = sorted(set(rows["variant"]), key=lambda v: variant_rank(suite, v))
+    layouts = set(rows["report_columns"]) if "report_columns" in rows else set()
+    if "metrics" not in layouts:
+        heads = rows[_headline(rows)]
+        return [(v, str(heads[heads["variant"] == v]["metric"].iloc[0])) for v in variants], list(variants)
+    order = [*rows[_headline(rows)]["metric"], *(m for s in rows["report_metrics"] for m in json.loads(s))]
+    metrics = [m for m in dict.fromkeys(order) if m in set(rows["metric"])]  # headline, then report.metrics order
+    columns = [(v, m) for v in variants for m in metrics]
+    if len(variants) == 1:
+        return columns, [metric_label(m) for _, m in columns]
+    return columns, [f"{v} {metric_label(m)}" for v, m in columns]
+
+
+def _label(group: pd.DataFrame) -> list[str]:
+    first = group.iloc[0]
+    commits = sorted({c for s in group["git_commits"] for c in json.loads(s)})
+    return [str(first["method"]), str(first["recipe"]), f"v{first['suite_version']}", str(first["config_hash"]),
+            ", ".join(c[:10] for c in commits) or "unknown"]
+
+
+def _build_table(suite: str, data_kind: str, profile: str, rows: pd.DataFrame) -> Table:
+    columns, names = _columns(suite, rows)
     table = Table(suite, data_kind, profile, _heading(suite, data_kind, profile),
-                  header=["method", "recipe", "suite version", "config", *variants])
+                  header=["method", "recipe", "suite version", "config", "git commit", *names],
+                  columns=columns, frame=rows)
     keys = ["method", "recipe", "suite_version", "config_hash"]
-    for (method, recipe, version, chash), group in rows.groupby(keys, sort=False):
-        by_variant = {row["variant"]: row for _, row in group.iterrows()}
-        cells = [cell_lines(by_variant[v]) if v in by_variant else ["—"] for v in variants]
-        labels = [str(method), str(recipe), f"v{version}", str(chash)]
-        table.rows.append(TableRow(str(group["data_kind"].iloc[0]), labels, cells))
+    for _, group in rows.groupby(keys, sort=False):
+        by_column = {(row["variant"], row["metric"]): row for _, row in group.iterrows()}
+        cells = [cell_lines(by_column[c]) if c in by_column else ["—"] for c in columns]
+        table.rows.append(TableRow(str(group["data_kind"].iloc[0]), _label(group), cells))
     table.notes = _notes(rows, data_kind)
     if data_kind == "real":
         table.references = _references(rows)
@@ -181,3 +233,10 @@ def build_tables(df: pd.DataFrame) -> list[Table]:
         mask = (df["suite"] == suite) & (df["data_kind"] == data_kind) & (df["profile"] == profile)
         tables.append(_build_table(str(suite), str(data_kind), str(profile), df[mask]))
     return tables
+
+
+def caveats(tables: list[Table]) -> list[str]:
+    """The published-number caveats, shown once when any table compares with published numbers."""
+    if not any(table.references for table in tables):
+        return []
+    return list(load_published().caveats)

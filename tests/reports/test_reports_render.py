@@ -39,7 +39,8 @@ class PageParser(HTMLParser):
         if tag == "h2":
             self._in_h2, self.heading = True, ""
         elif tag == "table":
-            self.tables.append({"heading": self.heading, "kind": attrs.get("data-kind"), "rows": [], "text": ""})
+            self.tables.append({"heading": self.heading, "kind": attrs.get("data-kind"), "rows": [], "text": "",
+                                "cls": attrs.get("class")})
         elif tag == "tbody":
             self._in_tbody = True
         elif tag == "tr" and self._in_tbody:
@@ -82,13 +83,14 @@ def mixed(make_record, three_seeds):
     ]
 
 
-def test_writes_three_files_atomically(mixed, tmp_path):
+def test_writes_four_files_atomically(mixed, tmp_path):
     (tmp_path / "leaderboard.md").write_text("stale", encoding="utf-8")
     paths = write_leaderboard(mixed, tmp_path)
-    assert set(paths) == {"md", "csv", "html"}
+    assert set(paths) == {"md", "csv", "html", "tex"}
     assert all(p.parent == tmp_path and p.stat().st_size > 0 for p in paths.values())
     assert paths["md"].read_text(encoding="utf-8").startswith("# pointbench leaderboard")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.csv", "leaderboard.html", "leaderboard.md"]
+    names = ["leaderboard.csv", "leaderboard.html", "leaderboard.md", "leaderboard.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
 def test_unwritable_output_is_a_clear_error(mixed, tmp_path):
@@ -100,9 +102,9 @@ def test_unwritable_output_is_a_clear_error(mixed, tmp_path):
 
 def test_synthetic_and_real_never_share_a_table(mixed, tmp_path):
     page = parse(write_leaderboard(mixed, tmp_path)["html"].read_text(encoding="utf-8"))
-    kinds = sorted((t["heading"].split(" — ")[0], t["kind"]) for t in page.tables)
+    kinds = sorted((t["heading"].split(" — ")[0], t["kind"]) for t in page.tables if t["cls"] == "leaderboard")
     assert kinds == [("modelnet40", "real"), ("scanobjectnn", "real"), ("scanobjectnn", "synthetic")]
-    for table in page.tables:
+    for table in (t for t in page.tables if t["cls"] == "leaderboard"):
         assert table["rows"] and set(table["rows"]) == {table["kind"]}
         assert (SYNTHETIC_LABEL in table["heading"]) == (table["kind"] == "synthetic")
 

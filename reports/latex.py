@@ -1,0 +1,134 @@
+"""The leaderboard tables as a LaTeX document (booktabs), ready to paste into a paper.
+
+One ``table`` per leaderboard table (:mod:`reports.tables`: suite x data kind x profile), the same columns as the
+HTML / Markdown tables (variants, or variant x metric). Per method, one line per statistic:
+
+- ``paper``: max over seeds of each seed's best epoch, or for fold-mean suites mean ± sample std over folds of each
+  fold's best epoch;
+- ``honest``: mean ± sample std (ddof=1) over seeds of the last epoch (no std with one seed);
+- ``vote`` (when any cell has one): mean over seeds of one vote pass;
+- ``published`` (real data only): reports/published.yaml, ``$^{\\ast}$`` = unverified.
+
+Every text goes through :func:`latex_escape`. Needs only ``booktabs`` (and ``geometry`` for the page).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from reports.published import display_name
+from reports.tables import Table, build_tables, fold_mean
+
+_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+    "±": r"$\pm$", "Δ": r"$\Delta$", "—": "---", "–": "--", "−": "$-$", "✱": r"$^{\ast}$", "|": r"\textbar{}",
+}
+PREAMBLE = r"""% pointbench leaderboard: generated from run records, do not edit by hand.
+\documentclass{article}
+\usepackage[T1]{fontenc}
+\usepackage[utf8]{inputenc}
+\usepackage{booktabs}
+\usepackage[margin=1.5cm,landscape]{geometry}
+\begin{document}
+"""
+
+
+def latex_escape(text: object) -> str:
+    """``text`` with every LaTeX special character (and ± Δ — ✱ −) replaced by its LaTeX spelling."""
+    return "".join(_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _mean_std(mean: float, std: float) -> str:
+    return f"{mean:.2f}" if _missing(std) else f"{mean:.2f} $\\pm$ {std:.2f}"
+
+
+def _statistic(row: pd.Series, name: str) -> str:
+    """One cell of statistic ``name`` (paper / honest / vote / published) for one long-table row."""
+    if name == "paper":
+        return _mean_std(row["best_mean"], row["best_std"]) if fold_mean(row) else f"{row['paper']:.2f}"
+    if name == "honest":
+        return _mean_std(row["honest_mean"], row["honest_std"])
+    if name == "vote":
+        return "--" if row["vote_n"] == 0 else _mean_std(row["vote_mean"], row["vote_std"])
+    column = "published_vote" if name == "published vote" else "published"
+    if _missing(row[column]) or row["data_kind"] != "real":
+        return "--"
+    unverified = row[f"{column}_unverified"]
+    flag = r"$^{\ast}$" if not _missing(unverified) and bool(unverified) else ""
+    value = f"{row[column]:g}{flag}"  # as published, no added digits
+    std = row["published_std"] if column == "published" else None
+    return value if _missing(std) else f"{value} $\\pm$ {std:g}"
+
+
+def _statistics(table: Table) -> list[str]:
+    frame = table.frame
+    names = ["paper", "honest"]
+    if (frame["vote_n"] > 0).any():
+        names.append("vote")
+    if table.data_kind == "real":
+        names += [name for name, column in (("published", "published"), ("published vote", "published_vote"))
+                  if frame[column].notna().any()]
+    return names
+
+
+def _caption(table: Table) -> str:
+    fold = any(fold_mean(row) for _, row in table.frame.iterrows())
+    paper = ("paper = mean $\\pm$ std over folds of each fold's best epoch" if fold else
+             "paper = max over seeds of each seed's best test epoch")
+    seeds = sorted({int(n) for n in table.frame["n_seeds"]})
+    unit = "folds" if fold else "seeds"
+    return (f"{latex_escape(table.heading)}. Metrics in percent; {paper}; honest = mean $\\pm$ sample std over "
+            f"{unit} (n = {'/'.join(map(str, seeds))}) of the last epoch; vote = one vote pass, mean over seeds; "
+            f"published: $^{{\\ast}}$ = not checked against a primary source.")
+
+
+def _method_rows(table: Table, names: list[str]) -> list[str]:
+    frame = table.frame
+    lines = []
+    groups = list(frame.groupby(["method", "recipe", "suite_version", "config_hash"], sort=False))
+    methods = [key[0] for key, _ in groups]
+    for i, ((method, recipe, version, chash), group) in enumerate(groups):
+        label = display_name(str(method))
+        if methods.count(method) > 1:
+            label += f" ({recipe}, v{version}, {chash})"
+        by_column = {(r["variant"], r["metric"]): r for _, r in group.iterrows()}
+        lead = latex_escape(label)
+        for name in names:
+            cells = [_statistic(by_column[c], name) if c in by_column else "--" for c in table.columns]
+            if name not in ("paper", "honest") and all(cell == "--" for cell in cells):
+                continue  # no vote / published number for this method
+            lines.append(" & ".join([lead, name, *cells]) + r" \\")
+            lead = ""
+        if i < len(groups) - 1:
+            lines.append(r"\midrule")
+    return lines
+
+
+def latex_table(table: Table, index: int) -> str:
+    """One booktabs ``table`` environment for ``table``."""
+    names = _statistics(table)
+    header = ["Method", "Statistic", *table.header[len(table.header) - len(table.columns):]]
+    label = f"tab:{table.suite}-{table.data_kind}-{table.profile}-{index}".replace("_", "-")
+    return "\n".join([
+        r"\begin{table}[ht]", r"\centering", r"\small",
+        f"\\caption{{{_caption(table)}}}", f"\\label{{{latex_escape(label)}}}",
+        f"\\begin{{tabular}}{{ll{'r' * len(table.columns)}}}", r"\toprule",
+        " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule",
+        *_method_rows(table, names),
+        r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
+    ])
+
+
+def render_latex(df: pd.DataFrame) -> str:
+    """A complete LaTeX document with one booktabs table per leaderboard table (a note when there is none)."""
+    tables = build_tables(df)
+    body = [latex_table(t, i) for i, t in enumerate(tables)] or ["No run records: nothing to report.\n"]
+    return PREAMBLE + "\n".join(body) + "\\end{document}\n"

@@ -1,0 +1,214 @@
+"""The report's figures as inline SVG text (matplotlib, Agg, no pyplot state), so the HTML page works offline.
+
+Text stays text (``svg.fonttype = none``) and ids are derived from a fixed salt, so the same input gives the same
+SVG. Every function returns None when it has nothing to draw. Values are in percent, as in the records.
+
+- :func:`seed_distribution`: per column of a leaderboard table and per method, a box of the last-epoch values over
+  seeds (the honest statistic) with each seed as a filled dot, each seed's best epoch as a hollow dot, and the
+  published number (real data only) as a black diamond;
+- :func:`learning_curves`: per variant, the test metric over epochs (``test_<metric>`` of the records' ``epochs``
+  rows): each seed thin, the mean over seeds thick;
+- :func:`fold_bars`: for fold-mean (few-shot) tables, bars of the mean over folds of each fold's best epoch with
+  ± sample-std error bars, published mean ± std beside them (real data only);
+- :func:`tuning_history`: a tuning study's trial values by trial number, the best so far, and the default's value.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections import defaultdict
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402  (after selecting the backend)
+
+from bench.records import RunRecord  # noqa: E402
+from reports.layout import metric_label  # noqa: E402
+from reports.tables import Table, fold_mean  # noqa: E402
+
+RC = {"svg.fonttype": "none", "svg.hashsalt": "pointbench", "font.size": 9, "axes.spines.top": False,
+      "axes.spines.right": False}
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+_STRIP = re.compile(r"<\?xml.*?\?>|<!DOCTYPE.*?>|<metadata>.*?</metadata>", re.S)
+
+
+def to_svg(fig: Figure, label: str) -> str:
+    """The figure as an ``<svg>`` element for inline use: no XML prolog, no metadata, ``role="img"`` + label."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context(RC):
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    text = _STRIP.sub("", buffer.getvalue()).strip()
+    safe = label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    return text.replace("<svg ", f'<svg role="img" aria-label="{safe}" ', 1)
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure with fixed margins in inches (a layout engine would cost a second draw per figure)."""
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.6 / height, top=1 - 0.35 / height,
+                        wspace=0.25)
+    return fig
+
+
+def _method_groups(frame: Any) -> list[tuple[str, str, Any]]:
+    """(legend label, colour, rows) per method/recipe/version/config of a table's long rows, in table order.
+
+    Colours follow the table's method order, so one method has one colour in every figure of its table."""
+    keys = ["method", "recipe", "suite_version", "config_hash"]
+    groups = list(frame.groupby(keys, sort=False))
+    methods = [k[0] for k, _ in groups]
+    return [(str(k[0]) if methods.count(k[0]) == 1 else f"{k[0]} ({k[1]}, v{k[2]}, {k[3]})", COLORS[i % len(COLORS)], g)
+            for i, (k, g) in enumerate(groups)]
+
+
+def method_colors(table: Table) -> dict[str, str]:
+    """Method name -> colour, by the table's row order (the first configuration of a method wins)."""
+    colors: dict[str, str] = {}
+    if table.frame is not None:
+        for _, color, rows in _method_groups(table.frame):
+            colors.setdefault(str(rows["method"].iloc[0]), color)
+    return colors
+
+
+def _published(row: Any) -> float | None:
+    value = row.get("published")
+    ok = row.get("data_kind") == "real" and isinstance(value, float) and not math.isnan(value)
+    return value if ok else None
+
+
+def seed_distribution(table: Table) -> str | None:
+    """Per-seed values of every (variant, metric) column and method: box + dots (see the module docstring)."""
+    if table.frame is None or table.frame.empty:
+        return None
+    groups = _method_groups(table.frame)
+    width = 0.8 / len(groups)
+    with matplotlib.rc_context(RC):
+        fig = _figure(max(4.5, 1.1 * len(table.columns) * max(1, len(groups) / 2) + 1.5), 3.2)
+        ax = fig.subplots()
+        for g, (label, color, rows) in enumerate(groups):
+            for c, (variant, metric) in enumerate(table.columns):
+                match = rows[(rows["variant"] == variant) & (rows["metric"] == metric)]
+                if match.empty:
+                    continue
+                row = match.iloc[0]
+                x = c - 0.4 + width * (g + 0.5)
+                last, best = json.loads(row["last_values"]), json.loads(row["best_values"])
+                ax.boxplot([last], positions=[x], widths=min(width * 0.7, 0.3), showfliers=False, manage_ticks=False,
+                           boxprops={"color": color}, medianprops={"color": color}, whiskerprops={"color": color},
+                           capprops={"color": color})
+                spread = min(width * 0.5, 0.3) / max(len(last) - 1, 1)  # seeds side by side, centred on the box
+                jitter = [x + spread * (i - (len(last) - 1) / 2) for i in range(len(last))]
+                ax.scatter(jitter, last, s=14, color=color, zorder=3, label=label if c == 0 else None)
+                ax.scatter(jitter, best, s=14, facecolors="none", edgecolors=color, zorder=3)
+                if (pub := _published(row)) is not None:
+                    ax.scatter([x], [pub], marker="D", s=22, color="black", zorder=4)
+        ax.set_xticks(range(len(table.columns)), table.header[len(table.header) - len(table.columns):])
+        ax.set_xlim(-0.5, len(table.columns) - 0.5)
+        ax.set_ylabel("percent")
+        ax.legend(fontsize=7, loc="best")
+        return to_svg(fig, f"per-seed distribution, {table.heading}")
+
+
+def _curve(record: RunRecord) -> tuple[list[float], list[float]] | None:
+    key = f"test_{record.metric}"
+    points = [(float(r["epoch"]), float(r[key])) for r in record.epochs if key in r and "epoch" in r]
+    return (list(map(lambda p: p[0], points)), list(map(lambda p: p[1], points))) if points else None
+
+
+def learning_curves(table: Table, records: list[RunRecord]) -> str | None:
+    """The test metric over epochs per variant (subplots) and method (colours): seeds thin, mean thick."""
+    mine = [r for r in records if (r.suite, r.data_kind, r.profile) == (table.suite, table.data_kind, table.profile)]
+    by_variant: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for record in mine:
+        if (curve := _curve(record)) is not None:
+            by_variant[record.variant][record.method].append(curve)
+    variants = [v for v in dict.fromkeys(v for v, _ in table.columns) if v in by_variant]
+    if not variants:
+        return None
+    colors = method_colors(table)
+    spare = [c for c in COLORS if c not in colors.values()] or list(COLORS)
+    for i, method in enumerate(m for v in variants for m in by_variant[v] if m not in colors):
+        colors.setdefault(method, spare[i % len(spare)])
+    with matplotlib.rc_context(RC):
+        fig = _figure(min(max(3.4 * len(variants), 5.0), 13.5), 2.8)
+        axes = fig.subplots(1, len(variants), squeeze=False)[0]
+        for ax, variant in zip(axes, variants, strict=True):
+            for method, curves in by_variant[variant].items():
+                color = colors[method]
+                for xs, ys in curves:
+                    ax.plot(xs, ys, color=color, alpha=0.3, linewidth=0.8)
+                n = min(len(xs) for xs, _ in curves)
+                mean = [sum(ys[i] for _, ys in curves) / len(curves) for i in range(n)]
+                ax.plot(curves[0][0][:n], mean, color=color, linewidth=2, label=f"{method} (n={len(curves)})")
+            ax.set_title(variant)
+            ax.set_xlabel("epoch")
+        axes[0].set_ylabel(f"test {metric_label(mine[0].metric)} (%)")
+        axes[0].legend(fontsize=7, loc="best")
+        return to_svg(fig, f"learning curves, {table.heading}")
+
+
+def fold_bars(table: Table) -> str | None:
+    """Bars of the fold mean of best epochs ± std per variant and method; None unless the table is fold-mean."""
+    frame = table.frame
+    if frame is None or frame.empty or not any(fold_mean(row) for _, row in frame.iterrows()):
+        return None
+    groups = _method_groups(frame)
+    width = 0.8 / len(groups)
+    with matplotlib.rc_context(RC):
+        fig = _figure(max(4.5, 1.4 * len(table.columns) + 1.5), 3.0)
+        ax = fig.subplots()
+        for g, (label, color, rows) in enumerate(groups):
+            xs, means, stds = [], [], []
+            for c, (variant, metric) in enumerate(table.columns):
+                match = rows[(rows["variant"] == variant) & (rows["metric"] == metric)]
+                if match.empty:
+                    continue
+                row = match.iloc[0]
+                x = c - 0.4 + width * (g + 0.5)
+                std = row["best_std"]
+                xs.append(x)
+                means.append(row["best_mean"])
+                stds.append(0.0 if math.isnan(std) else std)
+                if (pub := _published(row)) is not None:
+                    pub_std = row["published_std"]
+                    ax.errorbar([x + width * 0.47], [pub], yerr=[0.0 if math.isnan(pub_std) else pub_std],
+                                fmt="D", color="black", markersize=3, capsize=2)
+            ax.bar(xs, means, width * 0.9, yerr=stds, capsize=3, color=color, alpha=0.8, label=label)
+        spread = float(frame["best_std"].fillna(0).max())
+        tops = [frame["best_mean"] + frame["best_std"].fillna(0), frame["published"] + frame["published_std"].fillna(0)]
+        high = max(float(top.max()) for top in tops if top.notna().any())
+        ax.set_ylim(max(0.0, float(frame["best_mean"].min()) - 2 * spread - 5), high + 4)  # room for the legend
+        ax.set_xticks(range(len(table.columns)), table.header[len(table.header) - len(table.columns):])
+        ax.set_xlim(-0.5, len(table.columns) - 0.5)
+        ax.set_ylabel("mean ± std over folds (%)")
+        ax.legend(fontsize=7, loc="upper left", ncols=len(groups), frameon=False)
+        return to_svg(fig, f"few-shot fold means, {table.heading}")
+
+
+def tuning_history(trials: list[dict[str, Any]], direction: str, default: float | None, title: str) -> str | None:
+    """Trial value by trial number, the best-so-far line, and the default config's value (dashed)."""
+    done = sorted((int(t["number"]), float(t["value"])) for t in trials if t.get("value") is not None)
+    if not done:
+        return None
+    pick = max if direction == "maximize" else min
+    best, running = [], None
+    for _, value in done:
+        running = value if running is None else pick(running, value)
+        best.append(running)
+    with matplotlib.rc_context(RC):
+        fig = _figure(5.5, 2.8)
+        ax = fig.subplots()
+        ax.scatter([n for n, _ in done], [v for _, v in done], s=14, color=COLORS[0], label="trial")
+        ax.step([n for n, _ in done], best, where="post", color=COLORS[1], label="best so far")
+        if default is not None:
+            ax.axhline(default, color="black", linestyle="--", linewidth=1, label=f"default {default:.2f}")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("validation score")
+        ax.legend(fontsize=7, loc="best")
+        return to_svg(fig, f"tuning history, {title}")
