@@ -5,14 +5,21 @@ run whose key already exists in the experiment reuses it, so a sweep that is run
 duplicate runs. The client API (not the fluent one) is used, so no global "active run" state leaks between jobs.
 
 Default store: ``sqlite:///<output.dir>/mlflow.db`` with artifacts in ``<output.dir>/mlartifacts`` (no server);
-``tracking.uri`` or ``MLFLOW_TRACKING_URI`` points elsewhere (e.g. ``http://host:5000``).
+``tracking.uri`` or ``MLFLOW_TRACKING_URI`` points elsewhere, e.g. ``http://host:5000``: an ``mlflow server`` run with
+``--serve-artifacts --artifacts-destination <folder|s3://...>`` (artifacts are uploaded through the server).
+
+Several processes (``executor.workers``, Slurm array tasks) write to one store: each builds its own tracker
+(:func:`tracker_for`, one per process) and attaches its job run to the group run id it is given. SQLite allows one
+writer at a time and answers "database is locked" to the others, so every store call is retried with
+jittered back-off (up to ``LOCK_RETRY_S`` seconds) on that error.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 MAX_PARAM_LENGTH = 6000
 PARENT_TAG = "mlflow.parentRunId"
 KEY_TAG = "bench.key"
+LOCK_RETRY_S = 120.0
+_TRACKERS: dict[tuple[str, str], MlflowTracker] = {}
 
 
 def default_uri(output_dir: Path, configured: str | None) -> str:
@@ -61,6 +70,9 @@ class NullTracker:
     def log_artifact_text(self, run_id: str | None, text: str, artifact_file: str) -> None:
         pass
 
+    def log_artifact_file(self, run_id: str | None, path: Path) -> None:
+        pass
+
     def close_run(self, run_id: str | None, status: str = "FINISHED") -> None:
         pass
 
@@ -73,12 +85,13 @@ class MlflowTracker:
         from mlflow.exceptions import MlflowException
 
         self.uri = uri
-        self._client = mlflow.MlflowClient(tracking_uri=uri)
+        self.experiment = experiment
         try:
-            found = self._client.get_experiment_by_name(experiment)
+            self._client = _retry(lambda: mlflow.MlflowClient(tracking_uri=uri))
+            found = _retry(lambda: self._client.get_experiment_by_name(experiment))
             if found is None:
                 location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
-                self.experiment_id = self._client.create_experiment(experiment, artifact_location=location)
+                self.experiment_id = _retry(lambda: self._client.create_experiment(experiment, location))
             else:
                 self.experiment_id = found.experiment_id
         except MlflowException as err:
@@ -87,17 +100,17 @@ class MlflowTracker:
     def open_run(self, key: str, name: str, parent: str | None = None, params: dict | None = None,
                  tags: dict | None = None) -> str:
         """Return the run with tag ``bench.key == key`` (reopened), or create it with params and tags."""
-        existing = self._client.search_runs(
+        existing = _retry(lambda: self._client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
-        )
+        ))
         if existing:
             run_id = existing[0].info.run_id
-            self._client.update_run(run_id, status="RUNNING")
+            _retry(lambda: self._client.update_run(run_id, status="RUNNING"))
             return run_id
         all_tags = {KEY_TAG: key, **(tags or {})}
         if parent:
             all_tags[PARENT_TAG] = parent
-        run = self._client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        run = _retry(lambda: self._client.create_run(self.experiment_id, run_name=name, tags=all_tags))
         if params:
             self._log_params(run.info.run_id, flatten(params))
         return run.info.run_id
@@ -110,22 +123,40 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if _is_number(v)]
         for chunk in _chunks(batch, 900):
-            self._client.log_batch(run_id, metrics=chunk)
+            _retry(lambda chunk=chunk: self._client.log_batch(run_id, metrics=chunk))
 
     def log_artifact_text(self, run_id: str | None, text: str, artifact_file: str) -> None:
         if run_id is not None:
-            self._client.log_text(run_id, text, artifact_file)
+            _retry(lambda: self._client.log_text(run_id, text, artifact_file))
+
+    def log_artifact_file(self, run_id: str | None, path: Path) -> None:
+        if run_id is not None:
+            _retry(lambda: self._client.log_artifact(run_id, str(path)))
 
     def close_run(self, run_id: str | None, status: str = "FINISHED") -> None:
         if run_id is not None:
-            self._client.set_terminated(run_id, status=status)
+            _retry(lambda: self._client.set_terminated(run_id, status=status))
 
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, v) for k, v in sorted(params.items())]
         for chunk in _chunks(items, 90):
-            self._client.log_batch(run_id, params=chunk)
+            _retry(lambda chunk=chunk: self._client.log_batch(run_id, params=chunk))
+
+
+def _retry(call: Callable[[], Any], budget_s: float | None = None) -> Any:
+    """``call()``, retried with jittered exponential back-off while SQLite answers "database is locked"."""
+    deadline = time.monotonic() + (LOCK_RETRY_S if budget_s is None else budget_s)
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except Exception as err:
+            if "database is locked" not in str(err) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 2.0)
 
 
 def _is_number(value: Any) -> bool:
@@ -141,4 +172,16 @@ def make_tracker(enabled: bool, uri: str | None, experiment: str, output_dir: Pa
     """An MlflowTracker on the resolved URI, or a NullTracker when tracking is disabled."""
     if not enabled:
         return NullTracker()
-    return MlflowTracker(default_uri(output_dir, uri), experiment, artifact_root=output_dir / "mlartifacts")
+    tracker = MlflowTracker(default_uri(output_dir, uri), experiment, artifact_root=output_dir / "mlartifacts")
+    _TRACKERS[(tracker.uri, experiment)] = tracker
+    return tracker
+
+
+def tracker_for(uri: str | None, experiment: str) -> MlflowTracker | NullTracker:
+    """This process's tracker on an already resolved ``uri`` (None: tracking disabled); a worker process
+    running many jobs connects once. The experiment exists already (the sweep's process created it)."""
+    if uri is None:
+        return NullTracker()
+    if (uri, experiment) not in _TRACKERS:
+        _TRACKERS[(uri, experiment)] = MlflowTracker(uri, experiment)
+    return _TRACKERS[(uri, experiment)]

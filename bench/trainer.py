@@ -12,8 +12,16 @@ Conventions:
 - Resume: ``<workdir>/last.pt`` is written atomically after every epoch (model, optimizer, history, RNG state);
   ``fit`` continues from it. ``best.pt`` holds the weights of the epoch with the highest ``select`` metric
   (strictly greater than every earlier epoch, as the reference's ``better_than``).
-- DDP-ready: when torch.distributed is initialised the model is wrapped, a DistributedSampler shards the data and
-  only rank 0 writes checkpoints. Models never move themselves to a device.
+- Distributed (``torchrun --nproc_per_node=K bench run ...``; :func:`init_distributed` joins the group, gloo on CPU,
+  nccl on CUDA with one device per local rank): the model is wrapped in DistributedDataParallel and
+  :class:`SeededDistributedSampler` shards each epoch's *single-process* order, so K ranks with a per-rank batch of
+  ``batch_size / K`` (``batch_size`` is the global batch; it must divide by K) step through exactly the batches one
+  process would, with gradients averaged over the global batch. Logged train metrics are averaged over ranks.
+  Evaluation runs on rank 0 only and its row is broadcast, so best-epoch selection agrees on every rank. Rank 0
+  alone writes checkpoints, calls ``on_epoch_end`` and shows progress; a barrier ends ``fit`` so every rank can
+  read ``best.pt``. Not reproduced across world sizes: per-rank BatchNorm statistics (no SyncBatchNorm, as the
+  reference without ``--sync_bn``) and dropout masks (each rank draws its own). Models never move themselves to a
+  device.
 """
 
 from __future__ import annotations
@@ -29,9 +37,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from bench.errors import ConfigError
 from bench.progress import NullProgress, Progress
 from bench.schema import TrainerConfig
 
@@ -57,9 +67,83 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``auto``: CUDA when available; under torchrun a bare ``cuda`` means this process's ``LOCAL_RANK`` device."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+    if device.type == "cuda" and device.index is None and is_distributed():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+# --- distributed (torchrun) --------------------------------------------------------------------------------------
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def init_distributed() -> bool:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment).
+
+    Backend: nccl when CUDA is available (device ``LOCAL_RANK``), gloo otherwise. Returns whether this process is
+    part of a group of more than one; a single process (no torchrun) is left alone.
+    """
+    if is_distributed():
+        return world_size() > 1
+    if not dist.is_available() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
+def single_process_order(n: int, batch_size: int, seed: int, epoch: int) -> list[int]:
+    """Indices of epoch ``epoch`` in the order a single process's shuffled DataLoader draws them (drop_last).
+
+    Drawn through that very DataLoader (over ``range(n)``, same generator seed), so it is the same order by
+    construction, whatever the DataLoader draws from the generator before shuffling.
+    """
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    loader = DataLoader(range(n), batch_size=batch_size, shuffle=True, generator=generator, drop_last=True)
+    return [int(i) for batch in loader for i in batch]
+
+
+class SeededDistributedSampler(DistributedSampler):
+    """Rank ``r``'s share of the single-process order: each global batch of ``global_batch`` indices is cut into
+    ``num_replicas`` consecutive slices of ``global_batch / num_replicas``; rank r takes slice r. Call ``set_epoch``.
+    """
+
+    def __init__(self, dataset: Dataset, global_batch: int, seed: int, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.global_batch = global_batch
+        self.local_batch = global_batch // num_replicas
+        self.num_samples = len(dataset) // global_batch * self.local_batch  # type: ignore[arg-type]
+        self.total_size = self.num_samples * num_replicas
+
+    def __iter__(self):
+        order = single_process_order(len(self.dataset), self.global_batch, self.seed, self.epoch)  # type: ignore
+        steps = len(order) // self.global_batch
+        shards = torch.tensor(order, dtype=torch.long).view(steps, self.num_replicas, self.local_batch)
+        return iter(shards[:, self.rank].reshape(-1).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 def lr_at(epoch: int, cfg: TrainerConfig) -> float:
@@ -104,11 +188,11 @@ class Trainer:
         self.cfg = cfg
         self.seed = seed
         self.workdir = workdir
-        self.progress = progress or NullProgress()
         self.desc = desc
         self.device = resolve_device(cfg.device)
-        self.distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        self.is_main = not self.distributed or torch.distributed.get_rank() == 0
+        self.distributed = is_distributed()
+        self.is_main = is_main_process()
+        self.progress = (progress or NullProgress()) if self.is_main else NullProgress()
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
 
@@ -134,14 +218,15 @@ class Trainer:
         for epoch in range(state["epoch"] + 1, self.cfg.epochs):
             row = self._train_epoch(wrapped, model, train_set, optimizer, step_fn, epoch)
             if evaluate is not None:
-                row.update(evaluate(model, epoch))
+                row.update(self._evaluate(evaluate, model, epoch))
             self._track_best(model, row, select, result, epoch)
             result.history.append(row)
             self._save_last(model, optimizer, epoch, result)
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and self.is_main:
                 on_epoch_end(epoch, row)
             self.progress.advance(row)
         self.progress.finish()
+        barrier()  # rank 0's last.pt / best.pt are on disk before any rank goes on
         result.wall_time_s = time.perf_counter() - start
         return result
 
@@ -181,17 +266,24 @@ class Trainer:
             for key, value in out.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             batches += 1
+        if self.distributed:
+            sums = self._mean_over_ranks(sums)
         row = {"epoch": float(epoch), "lr": lr, "epoch_time_s": time.perf_counter() - tic}
         row.update({f"train_{k}": v / max(batches, 1) for k, v in sums.items()})
         return row
 
     def _loader(self, dataset: Dataset, epoch: int) -> DataLoader:
+        """Shuffled, drop_last batches; under DDP ``batch_size`` is global and each rank loads its slice."""
         batch_size = min(self.cfg.batch_size, len(dataset))
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         sampler = None
         if self.distributed:
-            sampler = torch.utils.data.DistributedSampler(dataset, shuffle=True, seed=self.seed, drop_last=True)
+            if batch_size % world_size():
+                raise ConfigError(f"trainer.batch_size={batch_size} (the global batch) is not divisible by the "
+                                  f"{world_size()} processes of torchrun; choose a multiple of {world_size()}.")
+            sampler = SeededDistributedSampler(dataset, batch_size, self.seed, world_size(), rank())
             sampler.set_epoch(epoch)
+            batch_size = sampler.local_batch
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -202,6 +294,21 @@ class Trainer:
             num_workers=self.cfg.num_workers,
             persistent_workers=False,
         )
+
+    def _evaluate(self, evaluate: EvalFn, model: nn.Module, epoch: int) -> dict[str, float]:
+        """``evaluate`` on rank 0 only; its row is broadcast so every rank selects the same best epoch."""
+        if not self.distributed:
+            return evaluate(model, epoch)
+        box = [evaluate(model, epoch) if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    @staticmethod
+    def _mean_over_ranks(sums: dict[str, float]) -> dict[str, float]:
+        keys = sorted(sums)
+        values = torch.tensor([sums[k] for k in keys], dtype=torch.float64)
+        dist.all_reduce(values)
+        return {k: float(v) / world_size() for k, v in zip(keys, values, strict=True)}
 
     def _autocast(self):
         use_bf16 = self.device.type == "cuda" and self.cfg.amp in ("auto", "bf16")
