@@ -45,6 +45,17 @@ def locate(dataset: str, variants: list[str], root: str | Path, source: str, sta
     return _standin(dataset, variants, root, standin_size, reason=missing if source == "auto" else [])
 
 
+def variant_source(cfg, variant: str, suite_data: DataSource) -> DataSource:
+    """The data of one variant (``cfg``: its variant config): the suite's, unless ``suite.variant_options.<variant>``
+    names another ``dataset`` (suite svm: ModelNet40 and ScanObjectNN), then located by the same rules."""
+    if cfg.suite.dataset == suite_data.dataset:
+        return suite_data
+    from bench.config import dataset_variant
+
+    return locate(cfg.suite.dataset, [dataset_variant(cfg, variant)], cfg.data.root, cfg.data.source,
+                  cfg.data.standin_size)
+
+
 def _standin(dataset: str, variants: list[str], root: Path, size: str, reason: list[Path]) -> DataSource:
     from bench.data.synthetic import write_standin
 
