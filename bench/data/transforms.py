@@ -141,6 +141,17 @@ class RandomSubset:
         return take_points(sample, rng.choice(total, size=min(self.n, total), replace=False))
 
 
+@TRANSFORMS.register("resample")
+class Resample:
+    """``n`` points drawn uniformly WITH replacement (ShapeNetPart ``np.random.choice(N, n, replace=True)``)."""
+
+    def __init__(self, n: int):
+        self.n = _positive_int("resample", n)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        return take_points(sample, rng.choice(_num_points(sample), size=self.n, replace=True))
+
+
 @TRANSFORMS.register("normalize_unit_sphere")
 class NormalizeUnitSphere:
     """``pc_norm``: subtract the centroid, divide by the largest point norm (deterministic; normals unchanged)."""
