@@ -1,0 +1,192 @@
+"""Protocol ``semseg``: semantic segmentation fine-tuning (S3DIS; PCP / PQAE / MaDi ``semantic_segmentation``,
+reference/protocols.md 1.6, 2.6).
+
+Per job (one method x variant x seed):
+- model: the method's backbone + the shared reference segmentation head (:class:`PointSegmenter`: hidden blocks,
+  feature propagation to every point, no category input), encoder weights from the pre-training checkpoint;
+- loss: cross-entropy on logits weighted by the training split's ``labelweights`` (= the reference's weighted
+  NLL on log_softmax);
+- every epoch: block metrics on the test area's random blocks (the reference's "chopped scenes"; the blocks are
+  drawn ONCE with seed 0, so every epoch and every job scores the same blocks, where the reference redraws them
+  each epoch), from one global confusion matrix (:mod:`bench.metrics.scene`);
+- whole-room (when ``suite.vote.enabled``): every point of every test room, by sliding ``block_size`` blocks with
+  ``stride`` over the room (``dataset_options``); each block is cut into chunks of ``npoints`` (points shuffled,
+  the last chunk padded with repeats of the block's points), x / y centred on the block centre, and each point's
+  logits are SUMMED over the blocks holding it (padding repeats add no vote); prediction = argmax of the sum.
+  Rooms and blocks are streamed: memory is O(room points x classes), nothing pairwise over a room.
+
+``final``: ``last`` / ``best`` / ``best_epoch`` of the headline block mIoU; ``<m>_last`` and ``<m>_best`` for
+``m`` in miou, macc, oa (``_best`` = at the best-mIoU epoch, so one row is one checkpoint) and, with whole-room,
+``room_<m>_last`` (last model) and ``room_<m>_best`` (the best-block-mIoU checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from bench.api import JobContext, JobResult, Protocol
+from bench.data.s3dis import room_blocks
+from bench.errors import ConfigError
+from bench.metrics.scene import scene_scores
+from bench.registry import PROTOCOLS
+from bench.trainer import Trainer
+from methods.blocks.checkpoint import load_encoder_checkpoint
+from methods.blocks.seg_head import PointSegmenter
+from suites.protocols.finetune import Finetune, chain, check_point_budget
+
+SCORES = ("miou", "macc", "oa")
+SELECTION = {
+    "best": "max over epochs of test-block mIoU (test-set selection, as the papers report)",
+    "last": "test-block mIoU after the last epoch (no selection)",
+    "<m>_best": "block metric m at the best-mIoU epoch",
+    "room_<m>_last": "whole-room metric m (sliding blocks, logits summed per point) of the last-epoch model",
+    "room_<m>_best": "whole-room metric m of the best-block-mIoU checkpoint",
+}
+
+
+def confusion(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """(C, C) int64 counts, rows target, columns prediction."""
+    flat = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()
+    return torch.bincount(flat.cpu(), minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+@torch.no_grad()
+def whole_room_logits(model: nn.Module, xyz: np.ndarray, num_point: int, num_classes: int, *, block_size: float,
+                      stride: float, batch_size: int, device: torch.device | str, rng: np.random.Generator,
+                      ) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Sum of logits (N, C) float32 and number of votes (N,) of every room point; ``model`` must be in eval mode."""
+    total = torch.zeros(len(xyz), num_classes)
+    votes = torch.zeros(len(xyz), dtype=torch.int32)
+    ones = torch.ones(batch_size * num_point, dtype=torch.int32)
+    pending: list[tuple[np.ndarray, np.ndarray, int]] = []  # (chunk xyz, chunk indices, leading non-padding count)
+
+    def flush() -> None:
+        points = torch.from_numpy(np.stack([p for p, _, _ in pending])).to(device)
+        logits = model(points).float().cpu().reshape(-1, num_classes)
+        rows = np.concatenate([j * num_point + np.arange(n) for j, (_, _, n) in enumerate(pending)])
+        idx = torch.from_numpy(np.concatenate([i for _, i, _ in pending])[rows])
+        total.index_add_(0, idx, logits.index_select(0, torch.from_numpy(rows)))
+        votes.index_add_(0, idx, ones[: len(rows)])
+        pending.clear()
+
+    for centre, inside in room_blocks(xyz, block_size, stride):
+        chunks = math.ceil(inside.size / num_point)
+        pad = chunks * num_point - inside.size
+        order = np.concatenate([rng.permutation(inside), rng.choice(inside, pad, replace=pad > inside.size)])
+        for k in range(chunks):
+            part = order[k * num_point : (k + 1) * num_point]
+            block = xyz[part].astype(np.float32, copy=True)
+            block[:, :2] -= centre.astype(np.float32)
+            pending.append((block, part, min(num_point, inside.size - k * num_point)))  # padding comes last
+            if len(pending) == batch_size:
+                flush()
+    if pending:
+        flush()
+    return total, votes
+
+
+@PROTOCOLS.register("semseg")
+class SemSeg(Protocol):
+    name = "semseg"
+
+    def run(self, ctx: JobContext) -> JobResult:
+        suite = ctx.cfg.suite
+        check_point_budget(suite)
+        if getattr(suite, "validation", 0):
+            raise ConfigError("suite.validation: the semseg protocol has no held-out validation split; set it to 0.")
+        train_set = Finetune.dataset(ctx, "train", chain(suite.transforms.train) + chain(suite.transforms.augment))
+        test_set = Finetune.dataset(ctx, "test", chain(suite.transforms.test))
+        test_set.seed = 0  # the same test blocks for every epoch, seed and method
+        model, load_report = self.build_model(ctx)
+        trainer = Trainer(ctx.cfg.trainer, seed=ctx.seed, workdir=Path(ctx.workdir), progress=ctx.progress,
+                          desc=f"{suite.name}/{ctx.variant} {ctx.method_cls.name} seed {ctx.seed}")  # fmt: skip
+        weights = torch.as_tensor(train_set.dataset.labelweights, dtype=torch.float32)
+        eval_bs = ctx.cfg.trainer.eval_batch_size or 2 * ctx.cfg.trainer.batch_size
+
+        def step(m: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+            logits = m(batch["xyz"])
+            target = batch["seg"].long()
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                   weight=weights.to(logits.device))  # fmt: skip
+            acc = (logits.argmax(-1) == target).float().mean() * 100.0
+            return {"loss": loss, "acc": acc.detach()}
+
+        def evaluate(m: nn.Module, epoch: int) -> dict[str, float]:
+            counts = self.block_confusion(m, test_set, suite.num_classes, trainer.device, eval_bs)
+            return {f"test_{k}": v for k, v in scene_scores(counts).items()}
+
+        result = trainer.fit(model, train_set, step, evaluate, select="test_miou", on_epoch_end=ctx.on_epoch_end)
+        final = self.summarize(result.history, result.best_epoch)
+        extra: dict[str, Any] = {"checkpoint_load": load_report, "resumed_from_epoch": result.resumed_from,
+                                 "label_weights": [float(w) for w in weights]}  # fmt: skip
+        for stat in ("last", "best") if suite.vote.enabled else ():
+            if stat == "best":
+                extra["room_best_is_last_model"] = not trainer.load_best(model)
+            scores = self.whole_room(ctx, model, test_set.dataset, trainer.device, eval_bs)
+            final.update({f"room_{k}_{stat}": v for k, v in scores.items()})
+        return JobResult("miou", True, result.history, final, dict(SELECTION), extra)
+
+    @staticmethod
+    def build_model(ctx: JobContext) -> tuple[PointSegmenter, dict | None]:
+        """Backbone + reference head; the encoder checkpoint is loaded after the head drops the cls token."""
+        cfg = ctx.cfg
+        backbone = ctx.method_cls.build_backbone(
+            OmegaConf.to_object(cfg.method), num_group=cfg.suite.num_group, group_size=cfg.suite.group_size,
+            drop_path=cfg.trainer.drop_path,
+        )
+        model = PointSegmenter(backbone, cfg.suite.num_classes)
+        report = None
+        if ctx.encoder_ckpt is not None:
+            loaded = load_encoder_checkpoint(model.backbone, ctx.encoder_ckpt, prefix=ctx.method_cls.checkpoint_prefix)
+            report = {"path": str(ctx.encoder_ckpt), "missing": list(loaded.missing),
+                      "unexpected": list(loaded.unexpected)}  # fmt: skip
+        return model, report
+
+    @staticmethod
+    @torch.no_grad()
+    def block_confusion(model: nn.Module, dataset, num_classes: int, device, batch_size: int) -> Tensor:
+        """Global confusion over every point of every test block (short last batch included)."""
+        was_training = model.training
+        model.eval()
+        counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            pred = model(batch["xyz"].to(device)).argmax(-1)
+            counts += confusion(pred, batch["seg"], num_classes)
+        model.train(was_training)
+        return counts
+
+    @staticmethod
+    def whole_room(ctx: JobContext, model: nn.Module, dataset, device, batch_size: int) -> dict[str, float]:
+        """Whole-room miou / macc / oa over every point of the test rooms, room by room (seeded per room)."""
+        suite = ctx.cfg.suite
+        was_training = model.training
+        model.eval()
+        counts = torch.zeros(suite.num_classes, suite.num_classes, dtype=torch.long)
+        for r, (_, xyz, labels) in enumerate(dataset.rooms()):
+            total, _ = whole_room_logits(
+                model, xyz, suite.npoints, suite.num_classes, block_size=dataset.options["block_size"],
+                stride=dataset.options["stride"], batch_size=batch_size, device=device,
+                rng=np.random.default_rng([ctx.seed, r]),
+            )
+            counts += confusion(total.argmax(-1), torch.from_numpy(labels.astype(np.int64)), suite.num_classes)
+        model.train(was_training)
+        return scene_scores(counts)
+
+    @staticmethod
+    def summarize(history: list[dict[str, float]], best_epoch: int | None) -> dict[str, float]:
+        mious = [row["test_miou"] for row in history]
+        best = best_epoch if best_epoch is not None else int(np.argmax(mious))
+        final = {"last": mious[-1], "best": max(mious), "best_epoch": float(best)}
+        for key in SCORES:
+            final[f"{key}_last"] = history[-1][f"test_{key}"]
+            final[f"{key}_best"] = history[best][f"test_{key}"]
+        return final
