@@ -141,6 +141,21 @@ class SplitQKVAttention(AttentionBase):
         )
 
 
+class CrossAttention(AttentionBase):
+    """Cross-attention with a ``q`` linear on the queries and one fused ``kv`` linear on the ``context``
+    (Point-PQAE ``PQattn_contrast`` names; no bias by default). Without a context it attends over ``x`` itself."""
+
+    def build_projections(self, dim: int, qkv_bias: bool) -> None:
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+
+    def project(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        source = x if context is None else context
+        b, s, _ = source.shape
+        kv = self.kv(source).view(b, s, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return self.split_heads(self.q(x)), kv[0], kv[1]
+
+
 #: builds the attention of a block: attn_layer(dim, num_heads, qkv_bias=..., attn_drop=..., proj_drop=...)
 AttnFactory = Callable[..., nn.Module]
 
@@ -215,6 +230,7 @@ class TransformerEncoder(nn.Module):
 
 class TransformerDecoder(nn.Module):
     """Point-MAE decoder: ``depth`` blocks (pos at every input), then ``norm`` on the last ``n`` tokens only.
+    Without ``pos`` no position is added; without ``n`` every token is normed (Point-PQAE ``PQ_decoder``).
 
     Initialises its own weights with :func:`init_vit_weights`, as the reference decoder does.
     """
@@ -234,7 +250,7 @@ class TransformerDecoder(nn.Module):
         self.norm = nn.LayerNorm(embed_dim)
         self.apply(init_vit_weights)
 
-    def forward(self, x: Tensor, pos: Tensor, n: int) -> Tensor:
+    def forward(self, x: Tensor, pos: Tensor | None = None, n: int | None = None) -> Tensor:
         for block in self.blocks:
-            x = block(x + pos)
-        return self.norm(x[:, -n:])
+            x = block(x if pos is None else x + pos)
+        return self.norm(x if n is None else x[:, -n:])
