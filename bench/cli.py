@@ -1,4 +1,4 @@
-"""``bench``: run, show, ls, report, data {check, synth, prepare}.
+"""``bench``: run, tune, show, ls, report, data {check, synth, prepare}.
 
 Arguments after the sub-command are ``key=value`` (``suite=scanobjectnn method=all trainer.epochs=5``).
 Exit codes: 0 ok; 2 config error; 3 data error; 4 checkpoint error; 5 output error; 1 anything unexpected.
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.records import set_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[flags], help="run a sweep: bench run suite=scanobjectnn method=all ...")
     run.add_argument("args", nargs="*")
+    tune = sub.add_parser("tune", parents=[flags], help="Optuna study: bench tune suite=... method=... tune.trials=N")
+    tune.add_argument("args", nargs="*")
     show = sub.add_parser("show", parents=[flags], help="print the resolved config: bench show suite=... method=...")
     show.add_argument("args", nargs="*")
     ls = sub.add_parser("ls", parents=[flags], help="list methods, suites, profiles and the data found")
     ls.add_argument("args", nargs="*", help="data.root=... to look elsewhere")
     report = sub.add_parser("report", parents=[flags], help="write the leaderboard from the run records")
-    report.add_argument("args", nargs="*", help="output.dir=... (default ./runs)")
+    report.add_argument("args", nargs="*", help="output.dir=... (default ./runs); tracking.uri=... reads MLflow "
+                        "(the run_record.json of job runs; tracking.experiment=..., default pointbench)")
     data = sub.add_parser("data", parents=[flags], help="check, synth or prepare data sets")
     data.add_argument("action", choices=["check", "synth", "prepare"])
     data.add_argument("args", nargs="*", help="data.root=..., datasets=a,b, size=tiny|demo")
@@ -40,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_command(shlex.join(["bench", *(sys.argv[1:] if argv is None else argv)]))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        handler = {"run": cmd_run, "show": cmd_show, "ls": cmd_ls, "report": cmd_report, "data": cmd_data}
+        handler = {"run": cmd_run, "show": cmd_show, "ls": cmd_ls, "report": cmd_report, "data": cmd_data,
+                   "tune": cmd_tune}
         return handler[args.command](args)
     except BenchError as err:
         if args.debug:
@@ -63,6 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = parse_cli(args.args)
     progress = make_progress(args.quiet)
     outcome = run(request, progress)
+    if not outcome.leaderboard:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     if not args.quiet:
         from reports.leaderboard import summarize
 
@@ -71,6 +80,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"leaderboard: {outcome.leaderboard.get('md')} (also {_others(outcome.leaderboard)})")
     if outcome.tracking_uri:
         print(f"mlflow: mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``bench tune``: run (or resume) the study; print the trial table and where its outputs are."""
+    from bench.config import parse_cli
+    from bench.progress import make_progress
+    from bench.tuning import tune
+    from bench.tuning_report import trial_table
+
+    outcome = tune(parse_cli(args.args), make_progress(args.quiet))
+    print(trial_table(outcome.summary))
+    print(f"ran {outcome.ran} trial(s); study summary: {outcome.summary_path}")
+    if outcome.summary["overrides_file"]:
+        print(f"best config: bench run ... +overrides={outcome.summary['overrides_file']}")
     return 0
 
 
@@ -121,15 +145,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.records import load_records
     from reports.leaderboard import summarize
     from reports.render import render_markdown, write_leaderboard
+    from reports.sources import gather_records
 
-    output = Path(_kv(args.args).get("output.dir", "./runs"))
-    records = load_records(output / "records")
-    if not records:
-        raise BenchError(f"no run records under {output / 'records'}: run `bench run ...` first or set output.dir.")
-    paths = write_leaderboard(records, output / "leaderboard")
+    options = _kv(args.args)
+    output = Path(options.get("output.dir", "./runs"))
+    records = gather_records(output, options.get("tracking.uri"), options.get("tracking.experiment", "pointbench"))
+    paths = write_leaderboard(records, output / "leaderboard", tuning_dir=output / "tuning")
     if not args.quiet:
         print(render_markdown(summarize(records)))
     print(f"leaderboard: {paths.get('md')} (also {_others(paths)})")
@@ -139,7 +162,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from bench.data.check import check_data
 
-    options = _kv(args.args)
+    names = [a for a in args.args if "=" not in a] if args.action == "prepare" else []  # bench data prepare fewshot
+    options = _kv([a for a in args.args if a not in names])
     root = Path(options.get("data.root", _default_root()))
     if args.action == "synth":
         from bench.data.synthetic import write_standin
@@ -150,7 +174,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             print(f"{name}: {len(paths)} file(s) under {root / 'synthetic'}")
         return 0
     if args.action == "prepare":
-        return _prepare(root, options)
+        return _prepare(root, options, names)
     for status in check_data(root):
         counts = f" (train {status.n_train}, test {status.n_test})" if status.present else ""
         print(f"{status.dataset}/{status.variant}: {'present' if status.present else 'MISSING'}{counts}")
@@ -161,9 +185,23 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(root: Path, options: dict[str, str]) -> int:
-    """``bench data prepare [datasets=modelnet40]``: build the ModelNet40 ``.dat`` caches from the txt layout."""
+def _prepare(root: Path, options: dict[str, str], names: list[str] | tuple[str, ...] = ()) -> int:
+    """``bench data prepare [modelnet40|fewshot] [seed=0]``: build the ModelNet40 ``.dat`` caches from the txt
+    layout; ``fewshot``: the few-shot fold pickles drawn from those caches (bench.data.fewshot)."""
     from bench.data.modelnet40 import build_modelnet_cache
+
+    if set(names) - {"modelnet40", "fewshot"}:
+        raise BenchError(f"cannot prepare {', '.join(sorted(set(names) - {'modelnet40', 'fewshot'}))}: "
+                         "choose modelnet40 (the default) or fewshot.")
+    if "fewshot" in names:
+        from bench.data.fewshot import prepare_fewshot
+
+        if not options.get("seed", "0").isdigit():
+            raise BenchError(f"seed={options['seed']}: the few-shot draw seed must be a non-negative integer.")
+        written = prepare_fewshot(root, seed=int(options.get("seed", "0")))
+        print(f"wrote {len(written)} few-shot fold file(s) under {root / 'ModelNetFewshot'}")
+        if "modelnet40" not in names:
+            return 0
 
     folder = root / "ModelNet" / "modelnet40_normal_resampled"
     if not folder.exists():

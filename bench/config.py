@@ -30,8 +30,10 @@ METHOD_CONFIGS_DIR = REPO_ROOT / "methods" / "configs"
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 SELECTORS = ("suite", "method", "profile", "recipe")
 #: sections a suite yaml may set (besides ``profiles``); a method yaml sets method/pretrain/recipes/profiles
-SUITE_SECTIONS = ("suite", "trainer", "seeds", "pretrain")
-METHOD_SECTIONS = ("method", "pretrain")
+SUITE_SECTIONS = ("suite", "trainer", "seeds", "pretrain", "tune")
+METHOD_SECTIONS = ("method", "pretrain", "tune")
+#: ``+overrides=<file.yaml>``: a YAML mapping of config keys merged after the profiles, before ``key=value``
+OVERRIDES_FILE = "+overrides"
 
 
 @dataclass
@@ -65,6 +67,9 @@ def parse_cli(tokens: list[str]) -> CliRequest:
         key, value = token.split("=", 1)
         if key in SELECTORS:
             selected[key] = value
+        elif key == OVERRIDES_FILE:
+            read_yaml(Path(value).expanduser())  # a missing or malformed file fails here, naming it
+            overrides.append(f"{OVERRIDES_FILE}={Path(value).expanduser().resolve()}")
         else:
             overrides.append(token)
     suites = _expand(selected.get("suite", ""), suite_names(), "suite")
@@ -149,6 +154,10 @@ def resolve(suite: str, method: str, *, profile: str, recipe: str = "method", ov
     for source, layer in config_layers(suite, method, profile, recipe):
         merged = _merge(merged, layer, source)
     merged = _merge(merged, {"profile": profile, "recipe": recipe}, "selectors")
+    files = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{OVERRIDES_FILE}=")]
+    for path in files:
+        merged = _merge(merged, read_yaml(Path(path)), f"overrides file {path}")
+    overrides = [o for o in overrides if not o.startswith(f"{OVERRIDES_FILE}=")]
     try:
         dotlist = OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as err:
@@ -180,6 +189,9 @@ def _validate(cfg: DictConfig) -> None:
             )
     if not cfg.seeds:
         raise ConfigError("seeds is empty: give at least one seed, e.g. seeds=[0].")
+    from reports.layout import check_report  # the leaderboard's rule: columns variants|metrics, max|fold_mean
+
+    check_report(to_plain(cfg.suite.report), f'suite "{cfg.suite.name}": suite.report')
 
 
 def known_variants(cfg: DictConfig) -> list[str]:

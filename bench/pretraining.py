@@ -20,7 +20,7 @@ from bench.data.transforms import build_transform
 from bench.errors import CheckpointError
 from bench.records import atomic_write_text
 from bench.sources import DataSource, locate
-from bench.trainer import Trainer
+from bench.trainer import Trainer, seed_everything
 from methods.blocks.checkpoint import save_pretrain_checkpoint
 
 CHECKPOINT_NAME = "pretrain.pth"
@@ -71,6 +71,7 @@ def run_pretraining(cfg: DictConfig, method_cls, data: DataSource, workdir: Path
     base = build_dataset(pre.dataset, data.root, "train", pre.variant, whole=pre.whole)
     specs = OmegaConf.to_container(pre.transforms, resolve=True)
     dataset = TransformedDataset(base, build_transform(specs), seed=pre.seed)
+    seed_everything(pre.seed)  # initial weights depend on the pre-training seed only, not on what ran before
     method = method_cls(OmegaConf.to_object(cfg.method))
     run_id = tracker.open_run(
         key=f"pretrain/{method_cls.name}/{key}", name=f"pretrain {method_cls.name}", parent=sweep_run,

@@ -123,6 +123,7 @@ class SuiteConfig:
     vote: VoteConfig = field(default_factory=VoteConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     variant_options: dict[str, Any] = field(default_factory=dict)
+    validation: float = 0.0  # > 0: this fraction of train held out (stratified, split seed 0) -> per-epoch val_acc
 
 
 @dataclass
@@ -150,6 +151,52 @@ class OutputConfig:
 
 
 @dataclass
+class ExecutorConfig:
+    """Where a sweep's jobs run (:mod:`bench.executors`). local: in this process (``workers`` 1) or a pool of
+    ``workers`` processes; slurm: one submitit array job per sweep (``cluster: local`` runs it without Slurm)."""
+
+    kind: str = "local"  # local | slurm
+    workers: int = 1
+    partition: str | None = None
+    time_min: int = 240
+    gpus: int = 0  # per job
+    cpus: int = 2  # per job
+    mem_gb: int = 16
+    array_parallelism: int = 32  # jobs of the array running at once
+    folder: str | None = None  # submitit logs and pickles; null: <output.dir>/slurm
+    cluster: str | None = None  # submitit AutoExecutor cluster: null (auto: slurm when sbatch exists) | slurm | local
+
+
+@dataclass
+class TuneConfig:
+    """``bench tune`` (bench/tuning.py): an Optuna study over ``space`` scored on a held-out part of train.
+
+    space: config key -> ``[choices]`` | ``{low, high, log?, step?, type?: float|int}`` (nested or dotted keys).
+    pruner: median | halving | threshold | none, on the per-epoch validation metric. storage: null ->
+    ``sqlite:///<output.dir>/tuning/optuna.db``; any RDB URL (postgresql://...) shares the study between machines.
+    """
+
+    trials: int = 20
+    space: dict[str, Any] = field(default_factory=dict)
+    study: str = ""  # "": <suite>-<method>-<profile>-<variant>
+    storage: str | None = None
+    direction: str = "maximize"
+    metric: str = "val_acc"
+    objective: str = "best"  # best: the metric's best epoch | last: its last epoch
+    val_fraction: float = 0.2  # sets suite.validation for the trials
+    variant: str = ""  # "": the suite's first variant
+    seeds: list[int] = field(default_factory=lambda: [0])  # a trial's score: mean over these seeds
+    sampler_seed: int = 0  # TPE sampler seed
+    startup_trials: int = 5  # TPE random start-up trials
+    pruner: str = "median"
+    pruner_startup_trials: int = 2  # median: never prune before this many trials finished
+    pruner_warmup_epochs: int = 1  # median/threshold: never prune before this many epochs; halving: min_resource
+    threshold: float = 0.0  # pruner threshold: prune once the metric is worse (below when maximizing) than this
+    heartbeat_s: int = 60  # a RUNNING trial silent for 2x this is failed, and retried up to ``retries`` times
+    retries: int = 1
+
+
+@dataclass
 class RunConfig:
     """The whole resolved configuration of one (suite, method) pair."""
 
@@ -163,6 +210,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 PROFILES = ("paper", "quick", "demo")

@@ -44,7 +44,7 @@ def _check_one(cls: type[PointCloudDataset], root: Path, variant: str) -> Datase
         if status.present:
             problems, counts = cls.light_check(root, variant)
             status.problems = problems
-            status.n_train, status.n_test = counts.get("train"), counts.get("test")
+            status.n_train, status.n_test = counts.get("train", counts.get("trainval")), counts.get("test")
     except BenchError as exc:
         status.present = False
         status.problems.append(str(exc))

@@ -8,6 +8,9 @@ Per job (one method x variant x seed):
   with voting: ``vote_last`` / ``vote_best`` (one ``vote.times``-vote pass, logits averaged, on the last / best
   model), ``vote`` (= ``vote_best``, what the papers report) and, when ``vote.repeats`` > 1, ``vote_best_of_r``
   (max over R passes on the best model, the reference's ``--test`` practice).
+- ``suite.validation`` > 0 (``bench tune``): that fraction of the train split, stratified with split seed 0, is held
+  out (never trained on, never the test split) and scored each epoch as ``val_acc`` / ``val_macc``; at 0 (default)
+  nothing changes.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from bench.api import JobContext, JobResult, Protocol
-from bench.config import dataset_variant, to_plain
+from bench.config import dataset_variant
 from bench.data.base import TransformedDataset, build_dataset
 from bench.data.transforms import build_transform
 from bench.errors import ConfigError
-from bench.registry import METRICS, PROTOCOLS
+from bench.registry import DATASETS, METRICS, PROTOCOLS
 from bench.trainer import Trainer
 from methods.blocks.checkpoint import load_encoder_checkpoint
 from methods.blocks.heads import PointClassifier
@@ -69,6 +72,35 @@ def chain(specs: Any) -> list:
     return OmegaConf.to_container(specs, resolve=True) if not isinstance(specs, list) else specs
 
 
+class IndexSubset:
+    """The samples ``indices`` of a data set (``load``/``len``, what :class:`TransformedDataset` reads)."""
+
+    def __init__(self, dataset: Any, indices: np.ndarray) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, i: int) -> dict[str, np.ndarray]:
+        return self.dataset.load(int(self.indices[i]))
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) sorted indices: per class (ascending label), ``round(fraction * n_c)`` samples drawn by
+    one ``numpy.random.default_rng(seed)`` permutation each, at most ``n_c - 1`` so every class keeps one."""
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"suite.validation={fraction}: the held-out fraction of train must lie in (0, 1).")
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held.append(members[: min(int(round(fraction * len(members))), len(members) - 1)])
+    held_out = np.sort(np.concatenate(held))
+    if held_out.size == 0:
+        raise ConfigError(f"suite.validation={fraction} holds out no sample of {len(labels)}: raise it.")
+    return np.setdiff1d(np.arange(len(labels)), held_out), held_out
+
+
 def check_point_budget(suite: Any) -> None:
     """A cloud must hold at least ``num_group`` centres and ``group_size`` neighbours."""
     if suite.npoints < max(suite.num_group, suite.group_size):
@@ -96,6 +128,9 @@ class Finetune(Protocol):
         suite = ctx.cfg.suite
         check_point_budget(suite)
         train_set = self.dataset(ctx, "train", chain(suite.transforms.train) + chain(suite.transforms.augment))
+        val_set = self.hold_out(ctx, train_set) if suite.validation > 0 else None
+        if val_set is not None:
+            train_set, val_set = val_set
         test_set = self.prepared(ctx, "test", chain(suite.transforms.test))
         model, load_report = self.build_model(ctx)
         trainer = Trainer(
@@ -107,7 +142,11 @@ class Finetune(Protocol):
 
         def evaluate(m: nn.Module, epoch: int) -> dict[str, float]:
             scores = accuracies(self.predict(m, test_set, device), labels, suite.num_classes)
-            return {f"test_{k}": v for k, v in scores.items()}
+            out = {f"test_{k}": v for k, v in scores.items()}
+            if val_set is not None:
+                val = accuracies(self.predict(m, val_set, device), val_set.labels(), suite.num_classes)
+                out.update({f"val_{k}": v for k, v in val.items()})
+            return out
 
         result = trainer.fit(model, train_set, self.step, evaluate, select="test_acc", on_epoch_end=ctx.on_epoch_end)
         final = self.summarize(result.history, result.best_epoch)
@@ -120,21 +159,47 @@ class Finetune(Protocol):
     @staticmethod
     def dataset(ctx: JobContext, split: str, specs: list) -> TransformedDataset:
         suite = ctx.cfg.suite
-        options = OmegaConf.to_container(suite.dataset_options, resolve=True)
         variant = dataset_variant(ctx.cfg, ctx.variant)
-        base = build_dataset(suite.dataset, Path(ctx.data_root), split, variant, **options)
+        base = build_dataset(suite.dataset, Path(ctx.data_root), split, variant, **Finetune.dataset_options(ctx))
         return TransformedDataset(base, build_transform(specs), seed=ctx.seed)
+
+    @staticmethod
+    def dataset_options(ctx: JobContext) -> dict[str, Any]:
+        """``suite.dataset_options``, plus the job's seed under the data set's ``seed_option`` when it declares one
+        (few-shot: ``fold``, so seed k trains and tests on fold k)."""
+        options = OmegaConf.to_container(ctx.cfg.suite.dataset_options, resolve=True)
+        seed_option = getattr(DATASETS.get(ctx.cfg.suite.dataset), "seed_option", None)
+        return {**options, seed_option: ctx.seed} if seed_option else options
 
     @classmethod
     def prepared(cls, ctx: JobContext, split: str, specs: list) -> CachedSamples:
         """``split`` through ``specs`` once (epoch-0 randomness of seed 0), cached in memory for the process."""
         suite = ctx.cfg.suite
-        key = repr((suite.dataset, str(ctx.data_root), split, ctx.variant, specs, to_plain(suite.dataset_options)))
+        key = repr((suite.dataset, str(ctx.data_root), split, ctx.variant, specs, cls.dataset_options(ctx)))
         if key not in _PREPARED:
             source = cls.dataset(ctx, split, specs)
             source.seed = 0
             _PREPARED[key] = CachedSamples([{k: v.numpy() for k, v in source[i].items()} for i in range(len(source))])
         return _PREPARED[key]
+
+    @staticmethod
+    def hold_out(ctx: JobContext, train_set: TransformedDataset) -> tuple[TransformedDataset, CachedSamples]:
+        """(train without the hold-out, hold-out through the test chain) for ``suite.validation`` > 0.
+
+        The hold-out is the same for every seed and trial: :func:`stratified_split` with split seed 0.
+        """
+        suite = ctx.cfg.suite
+        base = train_set.dataset
+        labels = np.array([int(base.load(i)["label"]) for i in range(len(base))])
+        fit_idx, val_idx = stratified_split(labels, suite.validation, seed=0)
+        specs = chain(suite.transforms.test)
+        key = repr(("validation", suite.dataset, str(ctx.data_root), ctx.variant, specs, suite.validation,
+                    Finetune.dataset_options(ctx)))
+        if key not in _PREPARED:
+            source = TransformedDataset(IndexSubset(base, val_idx), build_transform(specs), seed=0)
+            _PREPARED[key] = CachedSamples([{k: v.numpy() for k, v in source[i].items()} for i in range(len(source))])
+        fit = TransformedDataset(IndexSubset(base, fit_idx), train_set.transform, seed=train_set.seed)
+        return fit, _PREPARED[key]
 
     @staticmethod
     def build_model(ctx: JobContext) -> tuple[PointClassifier, dict | None]:

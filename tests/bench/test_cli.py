@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from bench.cli import main
 from bench.records import load_records
+from bench.registry import METHODS
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ def test_sweep_writes_one_record_per_job_marked_synthetic(sweep):
     _, out = sweep
     records = load_records(out / "records")
     assert sorted((r.method, r.variant) for r in records) == sorted(
-        (m, v) for m in ("point_mae", "scratch") for v in ("objbg", "objonly", "hardest")
+        (m, v) for m in METHODS.names() for v in ("objbg", "objonly", "hardest")
     )
     for record in records:
         assert record.data_kind == "synthetic" and record.profile == "demo" and record.seed == 0
@@ -42,7 +43,7 @@ def test_sweep_writes_one_record_per_job_marked_synthetic(sweep):
         assert record.final["best"] == max(row["test_acc"] for row in record.epochs)
         assert {"vote", "vote_last", "vote_best"} <= set(record.final)
         assert record.env["ops_backend"] and record.env["torch"] == torch.__version__
-        expected = "pretrained" if record.method == "point_mae" else "none"
+        expected = "pretrained" if METHODS.get(record.method).pretrains() else "none"
         assert record.pretrain["source"] in (expected, "cache")
 
 
@@ -76,8 +77,9 @@ def test_mlflow_holds_sweep_group_seed_nesting(sweep):
     by_stage: dict[str, list] = {}
     for run in runs:
         by_stage.setdefault(run.data.tags["bench.stage"], []).append(run)
-    assert len(by_stage["sweep"]) == 1 and len(by_stage["pretrain"]) == 1
-    assert len(by_stage["group"]) == 6 and len(by_stage["job"]) == 6
+    pretrainers = [m for m in METHODS.names() if METHODS.get(m).pretrains()]
+    assert len(by_stage["sweep"]) == 1 and len(by_stage["pretrain"]) == len(pretrainers)
+    assert len(by_stage["group"]) == len(by_stage["job"]) == 3 * len(METHODS.names())
     sweep_id = by_stage["sweep"][0].info.run_id
     groups = {r.info.run_id for r in by_stage["group"]}
     assert all(r.data.tags["mlflow.parentRunId"] == sweep_id for r in by_stage["group"] + by_stage["pretrain"])
@@ -96,7 +98,7 @@ def test_running_again_skips_finished_jobs_and_duplicates_no_run(sweep, capsys):
     before = len(_runs(out)[1])
     capsys.readouterr()
     assert bench(*args) == 0
-    assert "ran 0 job(s), 6 already done" in capsys.readouterr().out
+    assert f"ran 0 job(s), {3 * len(METHODS.names())} already done" in capsys.readouterr().out
     assert len(_runs(out)[1]) == before
 
 

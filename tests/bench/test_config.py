@@ -11,7 +11,7 @@ from bench.errors import ConfigError
 
 def test_all_expands_to_every_representation_method():
     request = parse_cli(["suite=scanobjectnn", "method=all"])
-    assert request.methods == ["point_mae", "scratch"]
+    assert request.methods == ["point_madi", "point_mae", "point_pqae", "scratch"]
     assert request.suites == ["scanobjectnn"]
     assert request.profile is None and request.recipe == "method"
 

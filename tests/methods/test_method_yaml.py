@@ -1,4 +1,4 @@
-"""methods/configs/<name>.yaml: four sections, `method:` mirrors the config dataclass, and every suite x profile
+"""methods/configs/<name>.yaml: four sections (and an optional `tune:` search space), `method:` mirrors the config dataclass, and every suite x profile
 resolves through the harness's loader into a buildable method."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bench.registry import METHODS
 from bench.schema import PROFILES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "methods" / "configs"
-SECTIONS = {"method", "pretrain", "recipes", "profiles"}
+SECTIONS = {"method", "pretrain", "recipes", "profiles", "tune"}
 
 
 def _load(name: str) -> dict[str, Any]:

@@ -23,6 +23,9 @@ import h5py
 import numpy as np
 
 from bench.data import modelnet40, scanobjectnn, shapenet55
+from bench.data.synthetic.fewshot import write_fewshot
+from bench.data.synthetic.parts import write_shapenetpart
+from bench.data.synthetic.rooms import write_rooms
 from bench.data.synthetic.scan import scan_object
 from bench.data.synthetic.shapes import make_shape
 from bench.errors import ConfigError
@@ -44,7 +47,7 @@ SHAPENET_FAMILIES = {
 DEMO_MODELNET_CLASSES = (
     "airplane", "bathtub", "bed", "bookshelf", "bottle", "chair", "cup", "lamp", "monitor", "sofa", "table", "toilet",
 )  # fmt: skip
-DATASET_NAMES = ("scanobjectnn", "modelnet40", "shapenet55")
+DATASET_NAMES = ("scanobjectnn", "modelnet40", "shapenet55", "modelnet_fewshot", "s3dis", "shapenetpart")
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,12 @@ def write_standin(
         if name not in DATASET_NAMES:
             raise ConfigError(f'no synthetic stand-in for dataset "{name}". Available: {", ".join(DATASET_NAMES)}.')
     root, spec = Path(root), SIZES[size]
+    if "modelnet_fewshot" in chosen and "modelnet40" not in chosen:
+        chosen.insert(0, "modelnet40")  # the few-shot folds are drawn from the ModelNet40 stand-in
     writers = {"scanobjectnn": _write_scanobjectnn, "modelnet40": _write_modelnet40, "shapenet55": _write_shapenet55}
+    writers["modelnet_fewshot"] = write_fewshot
+    writers["s3dis"] = lambda folder, _, rng: write_rooms(folder, size, rng)  # room sizes: rooms.ROOM_SIZES
+    writers["shapenetpart"] = lambda folder, _, rng: write_shapenetpart(folder, size, rng)  # parts.PART_SIZES
     written = {name: writers[name](root, spec, np.random.default_rng([seed, DATASET_NAMES.index(name)]))
                for name in chosen}  # fmt: skip
     _write_text(root / "STANDIN.json", json.dumps({"synthetic": True, "size": size, "seed": seed,

@@ -61,8 +61,8 @@ def test_every_family_is_a_valid_normalised_cloud(family: str) -> None:
 def test_writer_arguments_and_determinism(standin_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match='size "huge"'):
         write_standin(tmp_path, size="huge")
-    with pytest.raises(ConfigError, match='dataset "s3dis"'):
-        write_standin(tmp_path, ["s3dis"], size="tiny")
+    with pytest.raises(ConfigError, match='dataset "scannet"'):
+        write_standin(tmp_path, ["scannet"], size="tiny")
     written = write_standin(tmp_path / "alone", ["shapenet55"], size="tiny", seed=0)
     assert set(written) == {"shapenet55"} and all(p.is_file() for p in written["shapenet55"])
     for split in ("train", "test"):  # one set alone gives the same files as all sets together
