@@ -106,7 +106,8 @@ def run_suite(suite: str, request: CliRequest, progress: Progress, outcome: Swee
                for m in request.methods}
     output_dir = ensure_writable(Path(probe.output.dir).expanduser().resolve())
     outcome = outcome or SweepOutcome(output_dir)
-    executor = make_executor(probe.executor, output_dir, distributed=world_size() > 1)  # bad settings fail early
+    first = configs[request.methods[0]]  # resolved with the chosen profile (the demo profile sets executor.*)
+    executor = make_executor(first.executor, output_dir, distributed=world_size() > 1)  # bad settings fail early
     tracker = make_tracker(probe.tracking.enabled, probe.tracking.uri, probe.tracking.experiment, output_dir) \
         if is_main_process() else NullTracker()
     outcome.tracking_uri = tracker.uri
@@ -118,7 +119,6 @@ def run_suite(suite: str, request: CliRequest, progress: Progress, outcome: Swee
                 "overrides": " ".join(request.overrides), "data_kind": data.kind},
         tags={"bench.stage": "sweep", "bench.suite": suite},
     )
-    first = configs[request.methods[0]]
     progress.message(f"{suite}: {len(request.methods)} method(s) x {len(first.suite.variants)} variant(s) x "
                      f"{len(first.seeds)} seed(s), profile {profile}, {data.kind} data")
     groups: list[GroupPlan] = []

@@ -21,6 +21,7 @@ TINY_RUN = [
     "pretrain.trainer.batch_size=8",
     "data.standin_size=tiny",
     "suite.vote.times=2",
+    "executor.workers=1",  # the demo profile runs two jobs at a time; tests run them in-process
 ]
 
 

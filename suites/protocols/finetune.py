@@ -32,8 +32,8 @@ from bench.data.transforms import build_transform
 from bench.errors import ConfigError
 from bench.registry import DATASETS, METRICS, PROTOCOLS
 from bench.trainer import Trainer
-from methods.blocks.checkpoint import load_encoder_checkpoint
 from methods.blocks.heads import PointClassifier
+from suites.protocols.common import job_backbone, load_pretrained
 
 SELECTION = {
     "best": "max over epochs of test accuracy (test-set selection, as the papers report)",
@@ -203,17 +203,9 @@ class Finetune(Protocol):
 
     @staticmethod
     def build_model(ctx: JobContext) -> tuple[PointClassifier, dict | None]:
-        cfg = ctx.cfg
-        method_cfg = OmegaConf.to_object(cfg.method)
-        backbone = ctx.method_cls.build_backbone(
-            method_cfg, num_group=cfg.suite.num_group, group_size=cfg.suite.group_size, drop_path=cfg.trainer.drop_path
-        )
-        report = None
-        if ctx.encoder_ckpt is not None:
-            loaded = load_encoder_checkpoint(backbone, ctx.encoder_ckpt, prefix=ctx.method_cls.checkpoint_prefix)
-            report = {"path": str(ctx.encoder_ckpt), "missing": list(loaded.missing),
-                      "unexpected": list(loaded.unexpected)}
-        return PointClassifier(backbone, cfg.suite.num_classes), report
+        backbone = job_backbone(ctx)
+        report = load_pretrained(backbone, ctx)
+        return PointClassifier(backbone, ctx.cfg.suite.num_classes), report
 
     @staticmethod
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:

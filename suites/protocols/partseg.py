@@ -40,8 +40,8 @@ from bench.data.transforms import build_transform
 from bench.errors import ConfigError, DataError
 from bench.registry import DATASETS, METRICS, PROTOCOLS
 from bench.trainer import Trainer
-from methods.blocks.checkpoint import load_encoder_checkpoint
 from methods.blocks.seg_head import PointSegmenter
+from suites.protocols.common import job_backbone, load_pretrained
 from suites.protocols.finetune import CachedSamples, Finetune, chain, check_point_budget
 
 TRAIN_SPLIT, TEST_SPLIT = "trainval", "test"
@@ -153,18 +153,8 @@ class PartSeg(Protocol):
 
     @staticmethod
     def build_model(ctx: JobContext, num_categories: int) -> tuple[PointSegmenter, dict | None]:
-        cfg = ctx.cfg
-        backbone = ctx.method_cls.build_backbone(
-            OmegaConf.to_object(cfg.method), num_group=cfg.suite.num_group, group_size=cfg.suite.group_size,
-            drop_path=cfg.trainer.drop_path,
-        )
-        model = PointSegmenter(backbone, cfg.suite.num_classes, category_dim=num_categories)
-        report = None
-        if ctx.encoder_ckpt is not None:
-            loaded = load_encoder_checkpoint(model.backbone, ctx.encoder_ckpt, prefix=ctx.method_cls.checkpoint_prefix)
-            report = {"path": str(ctx.encoder_ckpt), "missing": list(loaded.missing),
-                      "unexpected": list(loaded.unexpected)}  # fmt: skip
-        return model, report
+        model = PointSegmenter(job_backbone(ctx), ctx.cfg.suite.num_classes, category_dim=num_categories)
+        return model, load_pretrained(model.backbone, ctx)
 
     @staticmethod
     def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -39,8 +38,8 @@ from bench.errors import ConfigError
 from bench.metrics.scene import scene_scores
 from bench.registry import PROTOCOLS
 from bench.trainer import Trainer
-from methods.blocks.checkpoint import load_encoder_checkpoint
 from methods.blocks.seg_head import PointSegmenter
+from suites.protocols.common import job_backbone, load_pretrained
 from suites.protocols.finetune import Finetune, chain, check_point_budget
 
 SCORES = ("miou", "macc", "oa")
@@ -138,18 +137,8 @@ class SemSeg(Protocol):
     @staticmethod
     def build_model(ctx: JobContext) -> tuple[PointSegmenter, dict | None]:
         """Backbone + reference head; the encoder checkpoint is loaded after the head drops the cls token."""
-        cfg = ctx.cfg
-        backbone = ctx.method_cls.build_backbone(
-            OmegaConf.to_object(cfg.method), num_group=cfg.suite.num_group, group_size=cfg.suite.group_size,
-            drop_path=cfg.trainer.drop_path,
-        )
-        model = PointSegmenter(backbone, cfg.suite.num_classes)
-        report = None
-        if ctx.encoder_ckpt is not None:
-            loaded = load_encoder_checkpoint(model.backbone, ctx.encoder_ckpt, prefix=ctx.method_cls.checkpoint_prefix)
-            report = {"path": str(ctx.encoder_ckpt), "missing": list(loaded.missing),
-                      "unexpected": list(loaded.unexpected)}  # fmt: skip
-        return model, report
+        model = PointSegmenter(job_backbone(ctx), ctx.cfg.suite.num_classes)
+        return model, load_pretrained(model.backbone, ctx)
 
     @staticmethod
     @torch.no_grad()

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 from torch import Tensor, nn
@@ -36,7 +35,7 @@ from bench.api import EncoderOutput, JobContext, JobResult, Protocol
 from bench.errors import ConfigError
 from bench.registry import PROTOCOLS
 from bench.trainer import resolve_device
-from methods.blocks.checkpoint import load_encoder_checkpoint
+from suites.protocols.common import job_backbone, load_pretrained
 from suites.protocols.finetune import CachedSamples, Finetune, chain, check_point_budget, stratified_split
 
 #: data set -> (fixed C of the reference, where it comes from)
@@ -144,15 +143,7 @@ class SVMProbe(Protocol):
     @staticmethod
     def build_encoder(ctx: JobContext) -> tuple[nn.Module, dict[str, Any] | None]:
         """The frozen backbone: pre-training weights when there are any, else the init drawn from the job seed."""
-        cfg = ctx.cfg
         torch.manual_seed(ctx.seed)
-        backbone = ctx.method_cls.build_backbone(
-            OmegaConf.to_object(cfg.method), num_group=cfg.suite.num_group, group_size=cfg.suite.group_size,
-            drop_path=0.0,
-        )
-        report = None
-        if ctx.encoder_ckpt is not None:
-            loaded = load_encoder_checkpoint(backbone, ctx.encoder_ckpt, prefix=ctx.method_cls.checkpoint_prefix)
-            report = {"path": str(ctx.encoder_ckpt), "missing": list(loaded.missing),
-                      "unexpected": list(loaded.unexpected)}
+        backbone = job_backbone(ctx, drop_path=0.0)
+        report = load_pretrained(backbone, ctx)
         return backbone.requires_grad_(False), report
