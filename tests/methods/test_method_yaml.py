@@ -1,5 +1,5 @@
-"""methods/configs/<name>.yaml: four sections (and an optional `tune:` search space), `method:` mirrors the config dataclass, and every suite x profile
-resolves through the harness's loader into a buildable method."""
+"""methods/configs/<name>.yaml: four sections (and an optional `tune:` search space), `method:` mirrors the config
+dataclass, and every suite x profile resolves through the harness's loader into a buildable method."""
 
 from __future__ import annotations
 
