@@ -67,7 +67,10 @@ def test_make_executor_from_config(tmp_path):
         with pytest.raises(ConfigError, match="executor"):
             make(**bad)
     with pytest.raises(ConfigError, match="torchrun"):
-        make_executor(OmegaConf.structured(ExecutorConfig(workers=2)), tmp_path, distributed=True)
+        make_executor(OmegaConf.structured(ExecutorConfig(kind="slurm")), tmp_path, distributed=True)
+    # under torchrun the ranks share each job: a pool asked for (e.g. by the demo profile) runs in-process
+    assert isinstance(make_executor(OmegaConf.structured(ExecutorConfig(workers=2)), tmp_path, distributed=True),
+                      Sequential)
 
 
 def test_slurm_parameters_are_names_submitit_knows():
