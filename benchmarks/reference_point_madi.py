@@ -17,10 +17,17 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from reference_point_mae import RefDropPath, RefEncoder, RefGroup, RefMlp, _pos_mlp, chamfer_l2_literal
+from reference_point_mae import (
+    RefDropPath,
+    RefEncoder,
+    RefGroup,
+    RefMlp,
+    _pos_mlp,
+    chamfer_l2_literal,
+    random_mask_literal,
+)
 from torch import Tensor, nn
 
 
@@ -151,14 +158,7 @@ class RefMaskEncoder(nn.Module):
         return torch.stack(masks)
 
     def mask_rand(self, center: Tensor) -> Tensor:
-        b, g, _ = center.shape
-        count = int(self.ratio * g)
-        mask = np.zeros([b, g])
-        for i in range(b):
-            row = np.hstack([np.zeros(g - count), np.ones(count)])
-            np.random.shuffle(row)
-            mask[i, :] = row
-        return torch.from_numpy(mask).to(torch.bool)
+        return random_mask_literal(center, self.ratio)
 
     def forward(self, neighborhood: Tensor, center: Tensor, draws: dict[str, Any]) -> list[tuple[Tensor, ...]]:
         tokens = self.encoder(neighborhood)

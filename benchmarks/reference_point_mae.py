@@ -175,14 +175,7 @@ class RefMaskEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def random_mask(self, center: Tensor) -> Tensor:
-        b, g, _ = center.shape
-        count = int(self.ratio * g)
-        mask = np.zeros([b, g])
-        for i in range(b):
-            row = np.hstack([np.zeros(g - count), np.ones(count)])
-            np.random.shuffle(row)
-            mask[i, :] = row
-        return torch.from_numpy(mask).to(torch.bool)
+        return random_mask_literal(center, self.ratio)
 
     def forward(self, neighborhood: Tensor, center: Tensor) -> tuple[Tensor, Tensor]:
         mask = self.random_mask(center)
@@ -253,3 +246,15 @@ class RefPointTransformer(nn.Module):
         pos = torch.cat([net.cls_pos.expand(b, -1, -1), net.pos_embed(center)], dim=1)
         x = net.norm(net.blocks(x, pos))
         return self.head(torch.cat([x[:, 0], x[:, 1:].max(1)[0]], dim=-1))
+
+
+def random_mask_literal(center: Tensor, ratio: float) -> Tensor:
+    """The reference ``_mask_center_rand``: per sample, int(ratio * G) patches masked by a shuffled np row."""
+    b, g, _ = center.shape
+    count = int(ratio * g)
+    mask = np.zeros([b, g])
+    for i in range(b):
+        row = np.hstack([np.zeros(g - count), np.ones(count)])
+        np.random.shuffle(row)
+        mask[i, :] = row
+    return torch.from_numpy(mask).to(torch.bool)

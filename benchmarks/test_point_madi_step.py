@@ -12,16 +12,15 @@ draws (the reference's own masks, timesteps and noises), and must agree on both 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import torch
+from interleaved import time_interleaved, train_step
 from pytest_benchmark.fixture import BenchmarkFixture
 from reference_point_madi import RefPointMaDi
-from torch import Tensor, nn
+from torch import Tensor
 
-from extensions import ops
 from methods.point_madi import MaDiDraws, PointMaDi, PointMaDiConfig
 from methods.point_mae import PointMAE, PointMAEConfig
 
@@ -70,17 +69,6 @@ def test_losses_and_gradients_equal_the_reference(models: tuple[PointMaDi, RefPo
     ours.zero_grad(), ref.zero_grad()
 
 
-def _train_step(model: nn.Module, loss_fn: Callable[[], Tensor]) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-
-    def step() -> None:
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn().backward()
-        optimizer.step()
-
-    return step
-
 
 @pytest.mark.benchmark(group="madi-pretrain-step")
 def test_pretrain_step_interleaved(
@@ -90,27 +78,11 @@ def test_pretrain_step_interleaved(
     ours, ref, xyz = models
     mae = PointMAE(PointMAEConfig())
     steps = {
-        "madi_ref": _train_step(ref, lambda: ref(xyz)),
-        "madi_ours": _train_step(ours, lambda: ours.pretrain_step({"xyz": xyz})["loss"]),
-        "mae_ours": _train_step(mae, lambda: mae.pretrain_step({"xyz": xyz})["loss"]),
+        "madi_ref": train_step(ref, lambda: ref(xyz)),
+        "madi_ours": train_step(ours, lambda: ours.pretrain_step({"xyz": xyz})["loss"]),
+        "mae_ours": train_step(mae, lambda: mae.pretrain_step({"xyz": xyz})["loss"]),
     }
-    times: dict[str, list[float]] = {k: [] for k in steps}
-
-    def one_round() -> None:
-        for key, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[key].append(time.perf_counter() - start)
-
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=1)
-    best = {k: min(v[-ROUNDS:]) for k, v in times.items()}
-    ratios = {
+    time_interleaved(benchmark, steps, ROUNDS, THREADS, lambda best: {
         "MaDi speed-up (reference / ours, best rounds; target >= 1.5)": best["madi_ref"] / best["madi_ours"],
         "our MaDi step / our Point-MAE step": best["madi_ours"] / best["mae_ours"],
-    }
-    benchmark.extra_info.update(threads=THREADS, ops_backend=ops.backend_name(), **ratios)
-    benchmark.extra_info.update({f"best_{k}_s": v for k, v in best.items()})
-    with capsys.disabled():
-        print()
-        for name, value in {**{f"best {k} (s)": v for k, v in best.items()}, **ratios}.items():
-            print(f"{name}: {value:.3f}")
+    }, capsys)
