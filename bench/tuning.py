@@ -21,7 +21,7 @@ Storage and resume: Optuna's RDBStorage on ``tune.storage`` (default ``sqlite://
 study name and storage loads the study and runs trials until ``tune.trials`` trials are COMPLETE or PRUNED
 (finished ones are never redone; trials RUNNING in other live workers count as in flight). A worker that dies leaves
 its trial RUNNING; heartbeats (``tune.heartbeat_s``) let the next worker mark it FAIL once silent for
-2 x ``heartbeat_s`` and enqueue a retry with the same parameters (``tune.retries``). A trial interrupted by Ctrl-C
+more than 2 x ``heartbeat_s`` (SQLite stamps whole seconds, so up to one second more there) and enqueue a retry with the same parameters (``tune.retries``). A trial interrupted by Ctrl-C
 is marked FAIL at once and not retried. Two workers may overshoot ``tune.trials`` by one when they check at the
 same instant.
 
