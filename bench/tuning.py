@@ -21,9 +21,9 @@ Storage and resume: Optuna's RDBStorage on ``tune.storage`` (default ``sqlite://
 study name and storage loads the study and runs trials until ``tune.trials`` trials are COMPLETE or PRUNED
 (finished ones are never redone; trials RUNNING in other live workers count as in flight). A worker that dies leaves
 its trial RUNNING; heartbeats (``tune.heartbeat_s``) let the next worker mark it FAIL once silent for
-more than 2 x ``heartbeat_s`` (SQLite stamps whole seconds, so up to one second more there) and enqueue a retry with the same parameters (``tune.retries``). A trial interrupted by Ctrl-C
-is marked FAIL at once and not retried. Two workers may overshoot ``tune.trials`` by one when they check at the
-same instant.
+more than 2 x ``heartbeat_s`` (SQLite stamps whole seconds, so up to one second more there) and enqueue a retry
+with the same parameters (``tune.retries``). A trial interrupted by Ctrl-C is marked FAIL at once and not retried.
+Two workers may overshoot ``tune.trials`` by one when they check at the same instant.
 
 MLflow: the study is one run (``bench.stage=study``); each trial a run nested under it (params = the trial's
 values; closed KILLED with tag ``optuna.state=PRUNED`` when pruned); each seed a job run under its trial (a pruned
