@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from reports.published import display_name
-from reports.tables import Table, build_tables, fold_mean
+from reports.tables import Table, build_tables, fold_mean, selection_rules
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -81,12 +81,14 @@ def _statistics(table: Table) -> list[str]:
 
 def _caption(table: Table) -> str:
     fold = any(fold_mean(row) for _, row in table.frame.iterrows())
-    paper = ("paper = mean $\\pm$ std over folds of each fold's best epoch" if fold else
-             "paper = max over seeds of each seed's best test epoch")
+    rules = {key: latex_escape(rule) for key, rule in selection_rules(table.frame).items()}
+    paper = (f"paper = mean $\\pm$ std over folds of each fold's best ({rules['best']})" if fold else
+             f"paper = max over seeds of each seed's best ({rules['best']})")
     seeds = sorted({int(n) for n in table.frame["n_seeds"]})
     unit = "folds" if fold else "seeds"
     return (f"{latex_escape(table.heading)}. Metrics in percent; {paper}; honest = mean $\\pm$ sample std over "
-            f"{unit} (n = {'/'.join(map(str, seeds))}) of the last epoch; vote = one vote pass, mean over seeds; "
+            f"{unit} (n = {'/'.join(map(str, seeds))}) of each one's last ({rules['last']}); "
+            "vote = one vote pass, mean over seeds; "
             f"published: $^{{\\ast}}$ = not checked against a primary source.")
 
 

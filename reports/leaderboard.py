@@ -21,6 +21,9 @@ With ``s`` ranging over the row's seeds and ``final`` the record's per-job summa
   fold means (``diff_basis`` names which); ``vote_diff`` = ``vote_best_of_r`` (else ``vote_max``) - published vote.
 - ``seeds``, ``last_values``, ``best_values``, ``git_commits``, ``ops_backends``, ``vote_times`` are JSON lists
   (strings), so the CSV round-trips exactly; per-seed values are listed in seed order.
+- ``selection``: JSON object {"best": rule, "last": rule} of the records' own wording of how each per-seed value
+  was chosen (e.g. the SVM protocol's "best" is the reference's fixed C, not a max over epochs); seeds whose
+  wording differs are joined with " | ".
 
 Table layout (``suite.report``, see :mod:`reports.layout`): a suite with ``columns: metrics`` gets one row per
 metric of ``report.metrics`` (the headline first, ``headline`` True; the others from final's ``<name>_last`` /
@@ -61,7 +64,7 @@ COLUMNS = (
     "best_mean", "best_std", "last_values", "best_values",
     "vote_n", "vote_mean", "vote_std", "vote_max", "vote_best_of_r", "vote_repeats",
     *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "vote_times", "dropped_duplicates",
-    "headline", "report_columns", "report_metrics", "paper_statistic", "commands",
+    "headline", "report_columns", "report_metrics", "paper_statistic", "commands", "selection",
 )
 NAN = float("nan")
 
@@ -220,6 +223,13 @@ def _env_list(records: list[RunRecord], name: str) -> str:
     return json.dumps(values)
 
 
+def _selection(records: list[RunRecord]) -> str:
+    """JSON {"best": rule, "last": rule}: the records' selection wording (distinct wordings joined by " | ")."""
+    rules = {key: " | ".join(dict.fromkeys(r.selection.get(key, "") for r in records if r.selection.get(key)))
+             for key in ("best", "last")}
+    return json.dumps(rules)
+
+
 def _group_spec(records: list[RunRecord]) -> ReportSpec:
     """The row's ``suite.report`` (validated); its seeds must agree on it."""
     specs = {report_spec(r) for r in records}
@@ -252,6 +262,7 @@ def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> list
             report_metrics=json.dumps(list(spec.metrics)),
             paper_statistic=spec.paper_statistic,
             commands=json.dumps(sorted({r.command for r in records if getattr(r, "command", "")})),
+            selection=_selection(records),
         )
         rows.append(row)
     return rows

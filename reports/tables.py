@@ -104,6 +104,22 @@ def _published_lines(row: pd.Series) -> list[str]:
     return lines
 
 
+#: wording used for rows whose records state no selection rule (records written before it was stored)
+DEFAULT_RULES = {"best": "max over epochs of the test metric (test-set selection, as the papers report)",
+                 "last": "the test metric after the last epoch (no selection)"}
+
+
+def selection_rules(rows: pd.DataFrame) -> dict[str, str]:
+    """{"best", "last"} -> the headline rows' selection wording, distinct wordings joined by " | "."""
+    column = rows[_headline(rows)].get("selection", pd.Series(dtype=str))
+    stated = [json.loads(text) for text in column.dropna() if text]
+    rules = {}
+    for key, default in DEFAULT_RULES.items():
+        words = [w for rule in stated for w in str(rule.get(key, "")).split(" | ") if w]
+        rules[key] = " | ".join(dict.fromkeys(words)) or default
+    return rules
+
+
 def fold_mean(row: pd.Series) -> bool:
     """True when the row's paper statistic is the few-shot fold mean (``paper_statistic`` or a few-shot suite)."""
     return row.get("paper_statistic") == "fold_mean" or canonical_suite(str(row["suite"])) == "fewshot"
@@ -150,15 +166,18 @@ def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
     counts = sorted({int(n) for n in rows["n_seeds"]})
     seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]} (n= in each cell)"
     direction = "higher is better" if bool(rows["higher_is_better"].iloc[0]) else "lower is better"
+    rules = selection_rules(rows)
     notes = [
         f"Metric: {', '.join(metric_label(m) for m in dict.fromkeys(rows['metric']))} in percent, {direction}. "
         f"Seeds per cell: {seeds}.",
-        "paper = max over seeds of max over epochs on the test split (as the papers select).",
-        "honest = mean ± sample std (ddof=1) over seeds of the last-epoch metric; no std with one seed.",
+        f"paper = max over seeds of each seed's 'best': {rules['best']}.",
+        f"honest = mean ± sample std (ddof=1) over seeds of each seed's 'last': {rules['last']}; no std with one "
+        "seed.",
     ]
     if any(fold_mean(row) for _, row in rows.iterrows()):
-        notes[1] = ("paper (fold mean) = mean ± sample std over folds of each fold's best test epoch (the few-shot "
-                    "papers'); honest uses each fold's last epoch.")
+        notes[1] = (f"paper (fold mean) = mean ± sample std over folds of each fold's 'best' (the few-shot papers'): "
+                    f"{rules['best']}.")
+        notes[2] = f"honest = mean ± sample std over folds of each fold's 'last': {rules['last']}."
     if (rows["vote_n"] > 0).any() or rows["vote_best_of_r"].notna().any():
         times = sorted({t for s in rows["vote_times"] for t in json.loads(s)})
         per_pass = "/".join(str(t) for t in times) or "?"

@@ -67,3 +67,10 @@ def test_synthetic_tables_have_no_published_line_and_an_escaped_label(make_recor
 def test_empty_input_still_compiles_looking():
     tex = render_latex(summarize([]))
     assert r"\begin{document}" in tex and tex.rstrip().endswith(r"\end{document}") and "nothing to report" in tex
+
+
+def test_caption_uses_the_records_selection_wording(make_record):
+    rule = {"best": "test accuracy at the reference's fixed C", "last": "C chosen on a held-out 20% of train"}
+    tex = render_latex(summarize([make_record(seed=s, suite="svm", selection=rule) for s in (0, 1)]))
+    assert "best (test accuracy at the reference's fixed C)" in tex
+    assert r"last (C chosen on a held-out 20\% of train)" in tex
