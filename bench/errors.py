@@ -38,3 +38,8 @@ class OutputError(BenchError):
     """The output folder cannot be created or written."""
 
     exit_code = 5
+
+
+class JobStopped(Exception):
+    """A job stopped on purpose before its end (e.g. an Optuna trial pruned it): its MLflow run closes KILLED, not
+    FAILED. Not a :class:`BenchError`: nothing is wrong with the input."""

@@ -34,7 +34,7 @@ from bench.config import (
     variant_config,
 )
 from bench.env import environment
-from bench.errors import OutputError
+from bench.errors import JobStopped, OutputError
 from bench.executors import make_executor
 from bench.pretraining import EncoderSource, encoder_source
 from bench.progress import NullProgress, Progress
@@ -257,6 +257,9 @@ def run_job(job: JobSpec, tracker, group_run: str | None, progress: Progress, ep
     seed_everything(job.seed)  # model init depends on the job alone, not on what ran before in this process
     try:
         result = PROTOCOLS.get(cfg.suite.protocol)().run(ctx)
+    except (JobStopped, KeyboardInterrupt):
+        tracker.close_run(run_id, status="KILLED")
+        raise
     except BaseException:
         tracker.close_run(run_id, status="FAILED")
         raise

@@ -26,8 +26,8 @@ with the same parameters (``tune.retries``). A trial interrupted by Ctrl-C is ma
 Two workers may overshoot ``tune.trials`` by one when they check at the same instant.
 
 MLflow: the study is one run (``bench.stage=study``); each trial a run nested under it (params = the trial's
-values; closed KILLED with tag ``optuna.state=PRUNED`` when pruned); each seed a job run under its trial (a pruned
-job run reads FAILED). History/importance plots, the override file and the summary are study-run artifacts.
+values; closed KILLED with tag ``optuna.state=PRUNED`` when pruned); each seed a job run under its trial (KILLED too
+when pruned). History/importance plots, the override file and the summary are study-run artifacts.
 
 Outputs in ``<output.dir>/tuning/<study>/`` (written by every worker when it ends, from the whole study):
 - ``best_overrides.yaml``: the best trial's values as nested config keys, for ``bench run ... +overrides=<file>``;
@@ -66,7 +66,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from bench.config import CliRequest, dataset_variant, finetune_hash, resolve, variant_config
-from bench.errors import ConfigError
+from bench.errors import ConfigError, JobStopped
 from bench.pretraining import encoder_source
 from bench.progress import Progress
 from bench.registry import METHODS, did_you_mean
@@ -272,6 +272,10 @@ def tune(request: CliRequest, progress: Progress) -> TuneOutcome:
     return outcome
 
 
+class Pruned(JobStopped, optuna.TrialPruned):
+    """Optuna's pruning signal that also tells the runner to close the seed's MLflow run KILLED (not FAILED)."""
+
+
 def run_trial(study: Study, trial: optuna.Trial, progress: Progress) -> float:
     """One trial: resolve its config, run every ``tune.seeds`` job, return the mean objective over seeds."""
     tune = study.base.tune
@@ -327,7 +331,7 @@ def run_seed(study: Study, cfg: DictConfig, trial: optuna.Trial, seed: int, tria
         trial.set_user_attr("epochs_run", offset + epoch + 1)
         trial.report(float(row[tune.metric]), offset + epoch)
         if not is_default and trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({tune.metric} {row[tune.metric]:.2f})")
+            raise Pruned(f"pruned at epoch {epoch} ({tune.metric} {row[tune.metric]:.2f})")
 
     job = JobSpec(variant_config(cfg, study.variant), study.variant, seed,
                   f"{study.suite}/{study.variant}/{study.method}/seed{seed}", finetune_hash(cfg),

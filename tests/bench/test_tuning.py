@@ -70,6 +70,9 @@ def test_study_prunes_writes_overrides_and_bench_run_applies_them(tiny_data_root
     assert sorted(trials) == ["0", "1", "2"]
     assert {r.data.tags["mlflow.parentRunId"] for r in trials.values()} == {study_run.info.run_id}
     assert [trials[n].info.status for n in ("0", "1", "2")] == ["FINISHED", "KILLED", "KILLED"]
+    seed_runs = {r.data.tags["mlflow.parentRunId"]: r.info.status for r in runs
+                 if r.data.tags.get("bench.stage") == "job"}
+    assert [seed_runs[trials[n].info.run_id] for n in ("0", "1", "2")] == ["FINISHED", "KILLED", "KILLED"]
     assert {a.path for a in client.list_artifacts(study_run.info.run_id)} >= {"summary.json", "best_overrides.yaml"}
 
     run_out = tmp_path / "run"
