@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,7 @@ def git_commit() -> str:
 
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Commit, versions, device, ops backend, threads per process and ``world_size`` (DDP processes, 1 without)."""
     from extensions import ops
 
     device = torch.device(device)
@@ -44,6 +46,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "threads": torch.get_num_threads(),
+        "world_size": dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1,
         "host": socket.gethostname(),
         "platform": platform.platform(),
     }

@@ -157,6 +157,12 @@ def _varying(records: list[RunRecord]) -> list[str]:
     return [k for k in keys if len({f.get(k) for f in flat}) > 1]
 
 
+def _device(env: dict) -> str:
+    """``cpu``, or ``cuda:0 x 4 processes`` for a DDP run (records before ``world_size`` was stored: 1)."""
+    processes = int(env.get("world_size") or 1)
+    return str(env.get("device", "")) + (f" x {processes} processes" if processes > 1 else "")
+
+
 def _provenance_row(key: tuple, records: list[RunRecord], is_open: bool = False) -> list[str]:
     where = dict(zip(KEY, key, strict=True))
     title = (f"{where['suite']} / {where['variant']} / {where['method']} — {where['data_kind']}, profile "
@@ -164,7 +170,7 @@ def _provenance_row(key: tuple, records: list[RunRecord], is_open: bool = False)
              f"{where['config_hash']}")
     head = ["job", "seed", "created", "git commit", "ops backend", "device", "wall time (s)", "mlflow run", "command"]
     rows = [[r.job_id, r.seed, r.created, r.env.get("git_commit", ""), r.env.get("ops_backend", ""),
-             r.env.get("device", ""), f"{r.wall_time_s:.1f}", r.mlflow_run_id or "—", r.command or "(not recorded)"]
+             _device(r.env), f"{r.wall_time_s:.1f}", r.mlflow_run_id or "—", r.command or "(not recorded)"]
             for r in records]
     varying = _varying(records)
     config = yaml.safe_dump(records[0].config, sort_keys=False, allow_unicode=True, default_flow_style=False)

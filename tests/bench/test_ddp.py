@@ -140,6 +140,7 @@ def test_bench_run_under_torchrun_writes_one_record_and_one_set_of_runs(tiny_dat
     assert done.stdout.count("ran 1 job(s)") == 1  # rank 0 reports, rank 1 stays silent
     (record,) = load_records(tmp_path / "records")
     assert [row["epoch"] for row in record.epochs] == [0.0, 1.0]
+    assert record.env["world_size"] == 2
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("pointbench").experiment_id])
     assert sorted(r.data.tags["bench.stage"] for r in runs) == ["group", "job", "sweep"]
