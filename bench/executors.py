@@ -9,7 +9,8 @@ the others have been waited for (pool, Slurm) or at once (in-process).
 - ``local`` (default), ``executor.workers=1``: in this process, one job after another; Ctrl-C leaves ``last.pt``.
 - ``local``, ``executor.workers=N``: a pool of N spawned processes; each job's progress goes to its record and
   MLflow, one line per finished job to the console. torch threads per worker: cpu_count / N (unless
-  ``trainer.threads`` is set).
+  ``trainer.threads`` is set). A worker whose parent dies (the run killed by SIGTERM/SIGKILL) exits within
+  :data:`PARENT_POLL_S`; its job resumes from ``last.pt`` on the next run.
 - ``slurm``: every pending job of the sweep as ONE submitit array job (``map_array``; at most
   ``executor.array_parallelism`` tasks at once), each task one job with ``executor.gpus``/``cpus``/``mem_gb``/
   ``time_min`` on ``executor.partition``; logs and pickles under ``executor.folder`` (default
@@ -25,6 +26,8 @@ from __future__ import annotations
 import abc
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -55,10 +58,25 @@ class Sequential(Executor):
             on_done(job)
 
 
-def _init_worker(threads: int) -> None:
+#: seconds between a pool worker's checks that the process that started it is still alive
+PARENT_POLL_S = 1.0
+
+
+def _exit_when_orphaned(parent_pid: int, poll_s: float) -> None:
+    """Exit this process at once when its parent is gone (reparented): a killed ``bench run`` (SIGTERM/SIGKILL
+    skip the pool's shutdown) must not leave workers training jobs nobody collects."""
+    while True:
+        time.sleep(poll_s)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _init_worker(threads: int, parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid, poll_s), daemon=True,
+                     name="orphan-watch").start()
 
 
 class ProcessPool(Executor):
@@ -73,7 +91,7 @@ class ProcessPool(Executor):
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(threads,)) as pool:
+                                 initargs=(threads, os.getpid())) as pool:
             futures = {pool.submit(fn, job, None): job for job in jobs}
             pending = set(futures)
             while pending:

@@ -5,6 +5,7 @@ concurrent writers loses nothing."""
 from __future__ import annotations
 
 import multiprocessing
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -143,3 +144,56 @@ def test_sqlite_store_under_concurrent_writers_loses_nothing(tmp_path):
         assert run.data.params == {"worker": str(worker), "x.y": "1"}
         assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(30))
         assert [a.path for a in client.list_artifacts(run_id)] == ["run_record.json"]
+
+
+ORPHAN_SCRIPT = """
+import sys, time
+from pathlib import Path
+from bench.executors import ProcessPool
+from bench.progress import NullProgress
+import sleeper
+ProcessPool(2).run(sleeper.sleep_long, [Path(sys.argv[1]) / "a", Path(sys.argv[1]) / "b"], NullProgress(),
+                   lambda job: None)
+"""
+SLEEPER = """
+import os, time
+def sleep_long(path, progress):
+    path.write_text(str(os.getpid()))
+    time.sleep(120)
+"""
+
+
+def test_pool_workers_exit_when_the_run_is_killed(tmp_path):
+    """SIGKILL of the parent skips every cleanup; the workers notice the reparenting and exit instead of training
+    on as orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT, str(tmp_path)], env=env)
+    marks = [tmp_path / "a", tmp_path / "b"]
+    deadline = time.monotonic() + 120
+    while not all(m.exists() and m.read_text() for m in marks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = [int(m.read_text()) for m in marks]
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not Path(f"/proc/{pid}/stat").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    survivors = [p for p in workers if alive(p)]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"pool workers {survivors} outlived their killed parent"
