@@ -52,6 +52,9 @@ class RunRecord:
     mlflow_run_id: str | None = None
     created: str = ""
     command: str = ""  # the `bench ...` command line that ran the job ("" in records written before it existed)
+    # the protocol's further facts (JobResult.extra minus the checkpoint report, which is in ``pretrain``): e.g.
+    # ``deviations`` from the reference, ``resumed_from_epoch``, the SVM's ``reference_c_source``
+    details: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> str:

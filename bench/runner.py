@@ -272,7 +272,7 @@ def run_job(job: JobSpec, tracker, group_run: str | None, progress: Progress, ep
         wall_time_s=time.perf_counter() - tic, config_hash=job.fhash,
         pretrain={**job.encoder.to_dict(), "load_report": result.extra.get("checkpoint_load")},
         mlflow_run_id=run_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        command=current_command(),
+        command=current_command(), details={k: v for k, v in result.extra.items() if k != "checkpoint_load"},
     )
     tracker.log_metrics(run_id, {f"final_{k}": v for k, v in result.final.items()})
     tracker.log_artifact_text(run_id, record.to_json(), "run_record.json")

@@ -31,6 +31,9 @@ class TrainerConfig:
     min_lr: float = 1.0e-6
     drop_path: float = 0.1  # the downstream backbone's; a pre-training model takes its own from the method config
     grad_clip: float | None = 10.0
+    # reproduce the reference segmentation scripts' quirk (protocols.md 2.5): optimizer.step() on the raw gradient,
+    # then clip_grad_norm_ and a second step on the clipped one, per batch. Off: one step on the clipped gradient.
+    reference_double_step: bool = False
     amp: str = "auto"  # auto: bf16 autocast on CUDA, off on CPU | bf16 | off
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0

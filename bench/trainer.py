@@ -7,7 +7,8 @@ Conventions:
 - AdamW, no weight decay on 1-D parameters, biases and parameters whose name contains "token" (reference builder).
 - Learning rate per epoch from :func:`lr_at` (timm CosineLRScheduler values, warm-up not a prefix); the reference
   calls ``scheduler.step(epoch)`` at the *end* of epoch e, so its epoch e+1 runs at f(e): we run epoch e at f(e).
-- Gradients clipped to ``grad_clip`` (L2 norm over all parameters) when set.
+- Gradients clipped to ``grad_clip`` (L2 norm over all parameters) when set. ``reference_double_step`` adds the
+  segmentation references' extra step per batch: step on the raw gradient, clip, step again (protocols.md 2.5).
 - bf16 autocast on CUDA when ``amp`` is auto/bf16; CPU runs in float32 (bit-identical for the same seed).
 - Resume: ``<workdir>/last.pt`` is written atomically after every epoch (model, optimizer, history, RNG state);
   ``fit`` continues from it. ``best.pt`` holds the weights of the epoch with the highest ``select`` metric
@@ -260,6 +261,8 @@ class Trainer:
                 raise FloatingPointError(f"{self.desc}: non-finite loss {loss.item()} at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.cfg.reference_double_step:
+                optimizer.step()  # the references' first step, on the unclipped gradient
             if self.cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
             optimizer.step()

@@ -121,3 +121,27 @@ def test_non_finite_loss_stops_training():
 
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         Trainer(cfg, seed=0).fit(Regressor(), make_data(), bad_step)
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_one_batch_matches_the_reference_update(double):
+    """One full batch, no warm-up: the Trainer's weights equal a hand-written loop of the references' update,
+    ``step; clip; step`` when ``reference_double_step`` is set (protocols.md 2.5), else ``clip; step``."""
+    cfg = TrainerConfig(epochs=1, batch_size=64, lr=1e-2, warmup_epochs=0, grad_clip=0.5,
+                        reference_double_step=double)
+    torch.manual_seed(0)
+    ours = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+    theirs = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+    theirs.load_state_dict(ours.state_dict())
+    Trainer(cfg, seed=0).fit(ours, make_data(), step)
+
+    data = make_data()
+    optimizer = torch.optim.AdamW(param_groups(theirs, cfg.weight_decay), lr=cfg.lr)
+    loss = step(theirs, {"xyz": data.tensors[0], "label": data.tensors[1]})["loss"]
+    loss.backward()
+    if double:
+        optimizer.step()
+    nn.utils.clip_grad_norm_(theirs.parameters(), cfg.grad_clip)
+    optimizer.step()
+    for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -48,6 +48,7 @@ def test_run_writes_records_with_both_evaluations(runs: Path) -> None:
             assert final[f"{name}_best"] == max(row[f"test_{name}"] for row in record.epochs)
             assert final[f"{name}_last"] == record.epochs[-1][f"test_{name}"]
         assert record.config["suite"]["report"]["metrics"] == REPORT
+        assert any("twice per batch" in d for d in record.details["deviations"])  # reference_double_step off
     point_mae = next(r for r in records if r.method == "point_mae")
     assert not any(k.startswith("cls_") for k in point_mae.pretrain["load_report"]["missing"])
 
