@@ -119,7 +119,7 @@ def _tuning_study(summary: TuningSummary) -> list[str]:
     head = ["study", "suite", "method", "metric", "direction", "default", "tuned (best)", "gain", "best params"]
     values = [summary.study, "/".join(filter(None, (summary.suite, summary.variant))), summary.method,
               summary.metric, summary.direction, _score(summary.default_value), _score(summary.best_value), gain,
-              _params(summary.best_params)]
+              _params(summary.best_params) + (" (the default)" if summary.best_is_default else "")]
     if summary.default_test is not None or summary.best_test is not None:
         head += ["test, default (report only)", "test, tuned (report only)"]
         values += [_score(summary.default_test), _score(summary.best_test)]

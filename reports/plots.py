@@ -26,6 +26,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402  (after selecting the backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bench.records import RunRecord  # noqa: E402
 from reports.layout import metric_label  # noqa: E402
@@ -191,23 +192,40 @@ def fold_bars(table: Table) -> str | None:
         return to_svg(fig, f"few-shot fold means, {table.heading}")
 
 
-def tuning_history(trials: list[dict[str, Any]], direction: str, default: float | None, title: str) -> str | None:
-    """Trial value by trial number, the best-so-far line, and the default config's value (dashed)."""
-    done = sorted((int(t["number"]), float(t["value"])) for t in trials if t.get("value") is not None)
-    if not done:
-        return None
+Points = list[tuple[int, float]]
+
+
+def history_series(trials: list[dict[str, Any]], direction: str) -> tuple[Points, Points, list[float]]:
+    """(completed (number, value), pruned (number, last reported value), best so far at each completed trial).
+    The best runs over completed trials only, as Optuna's ``best_trial``: a pruned value is a partial curve."""
+    points = sorted((int(t["number"]), float(t["value"]), t.get("state") == "PRUNED") for t in trials
+                    if t.get("value") is not None)
+    done = [(n, v) for n, v, pruned in points if not pruned]
     pick = max if direction == "maximize" else min
-    best, running = [], None
+    best: list[float] = []
     for _, value in done:
-        running = value if running is None else pick(running, value)
-        best.append(running)
+        best.append(value if not best else pick(best[-1], value))
+    return done, [(n, v) for n, v, pruned in points if pruned], best
+
+
+def tuning_history(trials: list[dict[str, Any]], direction: str, default: float | None, title: str) -> str | None:
+    """Completed trials' values by trial number (filled), pruned trials' last reported value (hollow), the best so
+    far (:func:`history_series`) and the default config's value (dashed)."""
+    done, cut, best = history_series(trials, direction)
+    if not done and not cut:
+        return None
     with matplotlib.rc_context(RC):
         fig = _figure(5.5, 2.8)
         ax = fig.subplots()
-        ax.scatter([n for n, _ in done], [v for _, v in done], s=14, color=COLORS[0], label="trial")
-        ax.step([n for n, _ in done], best, where="post", color=COLORS[1], label="best so far")
+        ax.scatter([n for n, _ in done], [v for _, v in done], s=14, color=COLORS[0], label="completed trial")
+        if cut:
+            ax.scatter([n for n, _ in cut], [v for _, v in cut], s=14, facecolors="none", edgecolors=COLORS[0],
+                       label="pruned (last reported epoch)")
+        if done:
+            ax.step([n for n, _ in done], best, where="post", color=COLORS[1], label="best so far")
         if default is not None:
             ax.axhline(default, color="black", linestyle="--", linewidth=1, label=f"default {default:.2f}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial")
         ax.set_ylabel("validation score")
         ax.legend(fontsize=7, loc="best")

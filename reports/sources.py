@@ -49,6 +49,7 @@ class TuningSummary:
     variant: str = ""
     default_test: float | None = None  # bench tune: last-epoch test score of the default (report only)
     best_test: float | None = None  # ... and of the best trial
+    best_is_default: bool = False  # the best trial is the default config (bench tune's trial 0)
 
 
 def _from_bench_tune(raw: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +57,8 @@ def _from_bench_tune(raw: dict[str, Any]) -> dict[str, Any]:
     best, default = raw.get("best") or {}, raw.get("default") or {}
     return {**raw, "best_params": best.get("params", {}), "best_value": best.get("value"),
             "default_value": default.get("value"), "best_test": best.get("test_last"),
-            "default_test": default.get("test_last")}
+            "default_test": default.get("test_last"),
+            "best_is_default": best.get("number") is not None and best.get("number") == default.get("number")}
 
 
 def gather_records(output: Path, tracking_uri: str | None = None, experiment: str = "pointbench") -> list[RunRecord]:
@@ -146,7 +148,7 @@ def read_tuning_summary(path: Path) -> TuningSummary:
         best_params=_check(raw, "best_params", (dict,), path),
         best_value=None if best is None else float(best), default_value=None if default is None else float(default),
         trials=list(trials), path=str(path), variant=str(raw.get("variant") or ""),
-        default_test=tests[0], best_test=tests[1],
+        default_test=tests[0], best_test=tests[1], best_is_default=bool(raw.get("best_is_default", False)),
     )
 
 

@@ -213,3 +213,17 @@ def test_bench_tune_schema_1_is_read_too(tmp_path):
 
     html = "\n".join(tuning_section([summary]))
     assert "<td>—</td>" in html and "<svg" not in html  # nothing completed: no scores, no history plot
+
+
+def test_a_best_trial_that_is_the_default_says_so(tuning_raw, tmp_path):
+    """bench tune's own schema (nested best / default): best = trial 0 = the default is flagged and shown."""
+    flat = tuning_raw()
+    default = {"number": 0, "value": 81.5, "params": flat["trials"][0]["params"]}
+    raw = {k: v for k, v in flat.items() if k not in ("best_params", "best_value", "default_value")}
+    raw.update(schema=1, best=dict(default), default=default)
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(raw))
+    assert read_tuning_summary(path).best_is_default
+    raw["best"] = {"number": 2, "value": 84.0, "params": flat["trials"][2]["params"]}
+    path.write_text(json.dumps(raw))
+    assert not read_tuning_summary(path).best_is_default
