@@ -8,6 +8,7 @@ why this is not Hydra (Hydra rejects ``method=all`` as a config group).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -34,6 +35,8 @@ SUITE_SECTIONS = ("suite", "trainer", "seeds", "pretrain", "tune")
 METHOD_SECTIONS = ("method", "pretrain", "tune")
 #: ``+overrides=<file.yaml>``: a YAML mapping of config keys merged after the profiles, before ``key=value``
 OVERRIDES_FILE = "+overrides"
+#: ``~a.b``: remove key ``b`` of the free-form mapping ``a`` (e.g. ``~tune.space`` before giving a new space)
+REMOVE = "~"
 
 
 @dataclass
@@ -62,6 +65,9 @@ def parse_cli(tokens: list[str]) -> CliRequest:
     selected: dict[str, str] = {}
     overrides: list[str] = []
     for token in tokens:
+        if token.startswith(REMOVE) and "=" not in token:
+            overrides.append(token)  # ~key: remove a key of a free-form mapping (see resolve)
+            continue
         if "=" not in token:
             raise ConfigError(f'cannot parse "{token}": arguments are key=value (e.g. suite=scanobjectnn).')
         key, value = token.split("=", 1)
@@ -158,6 +164,9 @@ def resolve(suite: str, method: str, *, profile: str, recipe: str = "method", ov
     for path in files:
         merged = _merge(merged, read_yaml(Path(path)), f"overrides file {path}")
     overrides = [o for o in overrides if not o.startswith(f"{OVERRIDES_FILE}=")]
+    for token in (o for o in overrides if o.startswith(REMOVE)):
+        merged = _remove(merged, token[len(REMOVE):])
+    overrides = [o for o in overrides if not o.startswith(REMOVE)]
     try:
         dotlist = OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as err:
@@ -166,6 +175,27 @@ def resolve(suite: str, method: str, *, profile: str, recipe: str = "method", ov
     _validate(merged)
     OmegaConf.set_readonly(merged, True)
     return merged
+
+
+def _remove(cfg: DictConfig, key: str) -> DictConfig:
+    """``~a.b``: drop key ``b`` from the free-form mapping ``a`` (``~tune.space.trainer.lr``), or empty ``a.b``
+    when it is a free-form mapping in a fixed section (``~tune.space``); applied before the command line's
+    ``key=value``, so a space can be replaced. Keys of the schema's fixed sections cannot be removed."""
+    parent_key, _, name = key.rpartition(".")
+    cfg = copy.deepcopy(cfg)
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or name not in parent:
+        raise ConfigError(f'cannot remove "{REMOVE}{key}": there is no key "{key}" in the resolved config.')
+    value = parent[name]
+    if OmegaConf.get_type(parent) is dict:
+        del parent[name]
+    elif isinstance(value, DictConfig) and OmegaConf.get_type(value) is dict:
+        for child in list(value.keys()):
+            del value[child]
+    else:
+        raise ConfigError(f'cannot remove "{REMOVE}{key}": it is a fixed key of the schema; only free-form mappings '
+                          "such as tune.space (or their keys) can be removed.")
+    return cfg
 
 
 def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:

@@ -110,3 +110,22 @@ def test_every_suite_resolves_for_every_method_and_profile(suite, profile):
             variant_cfg = variant_config(cfg, variant)
             assert variant_cfg.suite.npoints >= variant_cfg.suite.num_group
             OmegaConf.to_container(variant_cfg, resolve=True)  # every interpolation resolves
+
+
+def test_tilde_removes_keys_of_free_form_mappings_before_the_command_line():
+    """``~tune.space`` empties the method's space so the command line gives a new one; ``~a.b`` drops one key."""
+    request = parse_cli(["suite=scanobjectnn", "method=scratch", "~tune.space", "tune.space.trainer.lr.low=1e-4",
+                         "tune.space.trainer.lr.high=1e-3"])
+    cfg = resolve("scanobjectnn", "scratch", profile="demo", overrides=request.overrides)
+    assert OmegaConf.to_container(cfg.tune.space) == {"trainer": {"lr": {"low": 1e-4, "high": 1e-3}}}
+    cfg = resolve("scanobjectnn", "scratch", profile="demo", overrides=["~tune.space.trainer.drop_path"])
+    assert sorted(cfg.tune.space.trainer) == ["lr", "weight_decay"]
+
+
+@pytest.mark.parametrize(("token", "needle"), [
+    ("~trainer.lr", "fixed key of the schema"), ("~trainer", "fixed key of the schema"),
+    ("~tune.space.nope", 'no key "tune.space.nope"'),
+])
+def test_tilde_on_schema_or_missing_keys_fails(token, needle):
+    with pytest.raises(ConfigError, match=needle):
+        resolve("scanobjectnn", "scratch", profile="demo", overrides=[token])

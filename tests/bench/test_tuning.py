@@ -35,7 +35,9 @@ TINY_MODEL = ["method.encoder.trans_dim=32", "method.encoder.encoder_dims=32", "
               "method.encoder.num_heads=2", "method.encoder.patch_hidden=16", "suite.npoints=128",
               "suite.num_group=8", "suite.group_size=16", "suite.vote.enabled=false", "trainer.batch_size=16",
               "trainer.threads=1"]
-LR_SPACE = ["tune.space.trainer.lr.low=1e-4", "tune.space.trainer.lr.high=3e-3", "tune.space.trainer.lr.log=true"]
+#: the method's own space removed (``~tune.space``), then one learning-rate dimension
+LR_SPACE = ["~tune.space", "tune.space.trainer.lr.low=1e-4", "tune.space.trainer.lr.high=3e-3",
+            "tune.space.trainer.lr.log=true"]
 
 
 def tune_args(data_root: Path, out: Path, tiny_run: list[str], *extra: str) -> list[str]:
