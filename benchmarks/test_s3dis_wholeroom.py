@@ -136,3 +136,34 @@ def test_streaming_matches_reference_style(room: np.ndarray) -> None:
     sub = room[::50]  # 20k points: the equality check itself need not be big
     model = PointwiseLinear()
     assert torch.allclose(streaming(sub, model), reference_style(sub, model), atol=1e-3)
+
+
+@pytest.mark.parametrize("block_points", [0, NUM_POINT], ids=["demo_block", "paper_block"])
+def test_wholeroom_with_the_demo_segmenter(benchmark: BenchmarkFixture, room: np.ndarray, block_points: int) -> None:
+    """End to end with a real network: the demo profile's Point-MAE encoder + segmentation head (random weights,
+    eval mode) over the same 1M-point room, at the demo's points per block (0) or the paper's 2048. One timed pass:
+    points / second. Memory is the pipeline test's figure: the network adds activations of one batch of chunks
+    (``BATCH`` x points per block), whatever the room size."""
+    from omegaconf import OmegaConf
+
+    from bench.config import resolve
+    from bench.registry import METHODS
+    from suites.protocols.semseg import PointSegmenter
+
+    cfg = resolve("s3dis", "point_mae", profile="demo")
+    backbone = METHODS.get("point_mae").build_backbone(OmegaConf.to_object(cfg.method), num_group=cfg.suite.num_group,
+                                                        group_size=cfg.suite.group_size, drop_path=0.0)
+    model = PointSegmenter(backbone, cfg.suite.num_classes).eval()
+    npoints = block_points or int(cfg.suite.npoints)
+
+    def one_pass() -> None:
+        with torch.no_grad():
+            whole_room_logits(model, room, npoints, cfg.suite.num_classes, block_size=1.0, stride=0.5,
+                              batch_size=BATCH, device="cpu", rng=np.random.default_rng(0))
+
+    wall = time.perf_counter()
+    benchmark.pedantic(one_pass, rounds=1, iterations=1, warmup_rounds=0)
+    wall = time.perf_counter() - wall
+    info = {"points_per_block": npoints, "wall_s": wall, "points_per_s_wall": POINTS / wall, "threads": THREADS}
+    benchmark.extra_info.update(info)
+    print("\ndemo segmenter: " + ", ".join(f"{k} {v:.4g}" for k, v in info.items()))
