@@ -53,6 +53,7 @@ Outputs in ``<output.dir>/tuning/<study>/`` (written by every worker when it end
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -306,6 +307,8 @@ def run_trial(study: Study, trial: optuna.Trial, progress: Progress) -> float:
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the shared parent goes once empty (another worker may still use it)
+            workdir.parent.rmdir()
     score = sum(scores) / len(scores)
     trial.set_user_attr("test_last", sum(tests) / len(tests))
     study.tracker.log_metrics(trial_run, {"value": score, "test_last": trial.user_attrs["test_last"]})
