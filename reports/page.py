@@ -181,8 +181,17 @@ def _provenance_row(key: tuple, records: list[RunRecord], is_open: bool = False)
             "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>",
             *("<tr>" + "".join(f"<td><code>{esc(v)}</code></td>" if i == 8 else f"<td>{esc(v)}</td>"
                                for i, v in enumerate(r)) + "</tr>" for r in rows),
-            "</tbody></table>", f'<p class="meta">{esc(note)}</p>', f'<pre class="config">{esc(config)}</pre>',
-            "</details>"]
+            "</tbody></table>", f'<p class="meta">{esc(note)}</p>', *_deviations(records),
+            f'<pre class="config">{esc(config)}</pre>', "</details>"]
+
+
+def _deviations(records: list[RunRecord]) -> list[str]:
+    """The protocol's stated deviations from the reference (``details["deviations"]``, union over seeds)."""
+    stated = dict.fromkeys(d for r in records for d in (getattr(r, "details", None) or {}).get("deviations", []))
+    if not stated:
+        return []
+    return ['<p class="meta">Deviations from the reference implementation:</p>', '<ul class="deviations">',
+            *(f"<li>{esc(d)}</li>" for d in stated), "</ul>"]
 
 
 def provenance_section(records: list[RunRecord]) -> list[str]:

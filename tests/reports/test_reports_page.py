@@ -227,3 +227,12 @@ def test_a_best_trial_that_is_the_default_says_so(tuning_raw, tmp_path):
     raw["best"] = {"number": 2, "value": 84.0, "params": flat["trials"][2]["params"]}
     path.write_text(json.dumps(raw))
     assert not read_tuning_summary(path).best_is_default
+
+
+def test_provenance_lists_the_protocols_deviations(make_record, tmp_path):
+    deviation = "one optimizer step per batch; the reference steps twice per batch"
+    records = [make_record(seed=s, details={"deviations": [deviation]}) for s in (0, 1)]
+    text = write_leaderboard(records, tmp_path / "lb")["html"].read_text(encoding="utf-8")
+    assert text.count(f"<li>{deviation}</li>") == 1
+    plain = write_leaderboard([make_record(seed=0)], tmp_path / "plain")["html"].read_text(encoding="utf-8")
+    assert "Deviations from the reference" not in plain
