@@ -12,8 +12,6 @@ draws (the reference's own masks, timesteps and noises), and must agree on both 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from interleaved import time_interleaved, train_step
@@ -27,14 +25,6 @@ from methods.point_mae import PointMAE, PointMAEConfig
 THREADS = 2
 BATCH = 32
 ROUNDS = 3
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

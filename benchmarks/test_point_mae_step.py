@@ -35,14 +35,6 @@ PretrainModels = tuple[PointMAE, RefPointMAE, Tensor]
 FinetuneModels = tuple[PointClassifier, RefPointTransformer, Tensor, Tensor]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _run(benchmark: BenchmarkFixture, key: str, step: Callable[[], object]) -> None:
     benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(threads=THREADS, ops_backend=ops.backend_name())

@@ -11,8 +11,6 @@ Before timing, both PQAE implementations get one state dict and the same two vie
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -29,14 +27,6 @@ from methods.point_pqae import PointPQAE, PointPQAEConfig
 THREADS = 2
 BATCH = 32
 ROUNDS = 3
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

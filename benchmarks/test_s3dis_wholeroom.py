@@ -22,7 +22,7 @@ import math
 import resource
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -45,14 +45,6 @@ class PointwiseLinear(nn.Module):
 
     def forward(self, points: Tensor) -> Tensor:
         return points @ self.weight
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
