@@ -20,6 +20,7 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import matplotlib
@@ -83,6 +84,15 @@ def _published(row: Any) -> float | None:
     return value if ok else None
 
 
+def _cells(table: Table, rows: Any, group: int, width: float) -> Iterator[tuple[int, float, Any]]:
+    """(column index, x position, row) of one method group's rows, per table column it has: column c spans
+    [c - 0.4, c + 0.4], group g takes the g-th slot of ``width`` in it."""
+    for c, (variant, metric) in enumerate(table.columns):
+        match = rows[(rows["variant"] == variant) & (rows["metric"] == metric)]
+        if not match.empty:
+            yield c, c - 0.4 + width * (group + 0.5), match.iloc[0]
+
+
 def seed_distribution(table: Table) -> str | None:
     """Per-seed values of every (variant, metric) column and method: box + dots (see the module docstring)."""
     if table.frame is None or table.frame.empty:
@@ -93,12 +103,7 @@ def seed_distribution(table: Table) -> str | None:
         fig = _figure(max(4.5, 1.1 * len(table.columns) * max(1, len(groups) / 2) + 1.5), 3.2)
         ax = fig.subplots()
         for g, (label, color, rows) in enumerate(groups):
-            for c, (variant, metric) in enumerate(table.columns):
-                match = rows[(rows["variant"] == variant) & (rows["metric"] == metric)]
-                if match.empty:
-                    continue
-                row = match.iloc[0]
-                x = c - 0.4 + width * (g + 0.5)
+            for c, x, row in _cells(table, rows, g, width):
                 last, best = json.loads(row["last_values"]), json.loads(row["best_values"])
                 ax.boxplot([last], positions=[x], widths=min(width * 0.7, 0.3), showfliers=False, manage_ticks=False,
                            boxprops={"color": color}, medianprops={"color": color}, whiskerprops={"color": color},
@@ -166,12 +171,7 @@ def fold_bars(table: Table) -> str | None:
         ax = fig.subplots()
         for g, (label, color, rows) in enumerate(groups):
             xs, means, stds = [], [], []
-            for c, (variant, metric) in enumerate(table.columns):
-                match = rows[(rows["variant"] == variant) & (rows["metric"] == metric)]
-                if match.empty:
-                    continue
-                row = match.iloc[0]
-                x = c - 0.4 + width * (g + 0.5)
+            for _, x, row in _cells(table, rows, g, width):
                 std = row["best_std"]
                 xs.append(x)
                 means.append(row["best_mean"])
