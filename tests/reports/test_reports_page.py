@@ -4,37 +4,26 @@ from __future__ import annotations
 
 import json
 import re
-from html.parser import HTMLParser
 
 import pytest
+from html_support import BalancedHTML
 
 from bench.errors import DataError
 from reports.render import write_leaderboard
 from reports.sources import load_tuning, read_tuning_summary
 
-VOID = {"br", "meta", "hr", "img", "input", "link", "col", "wbr", "area", "base", "source"}
 
-
-class Page(HTMLParser):
+class Page(BalancedHTML):
     """Tag balance, sections by id, figures (kind -> svg texts), tables by class with their cell texts."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.errors: list[str] = []
-        self.tags: set[str] = set()
-        self.urls: list[str] = []
+        super().__init__()
         self.sections: dict[str, str] = {}
         self.figures: list[dict] = []
         self.tables: list[dict] = []
         self._section: str | None = None
 
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.tags.add(tag)
-        self.urls += [v or "" for k, v in attrs.items() if k in ("src", "href", "xlink:href", "action")]
-        if tag not in VOID:
-            self.stack.append(tag)
+    def opened(self, tag, attrs):
         if tag == "section":
             self._section = attrs.get("id")
             self.sections[self._section] = ""
@@ -47,14 +36,6 @@ class Page(HTMLParser):
             self.tables.append({"cls": attrs.get("class"), "section": self._section, "cells": []})
         elif tag in ("td", "th") and self.tables:
             self.tables[-1]["cells"].append("")
-
-    def handle_endtag(self, tag):
-        if tag in VOID:
-            return
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"unexpected </{tag}> with open {self.stack[-3:]}")
-            return
-        self.stack.pop()
 
     def handle_data(self, data):
         if self._section is not None:

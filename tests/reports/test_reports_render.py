@@ -3,39 +3,28 @@
 from __future__ import annotations
 
 import csv
-from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
+from html_support import BalancedHTML
 
 from bench.errors import OutputError
 from reports.leaderboard import summarize
 from reports.render import render_html, render_markdown, write_leaderboard
 from reports.tables import SYNTHETIC_LABEL
 
-VOID = {"br", "meta", "hr", "img", "input", "link", "col", "wbr", "area", "base", "source"}
 
-
-class PageParser(HTMLParser):
+class PageParser(BalancedHTML):
     """Checks tag balance and collects, per <table>, its <h2> heading, text and the data-kind of each body row."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.stack: list[str] = []
-        self.errors: list[str] = []
-        self.urls: list[str] = []
-        self.tags: set[str] = set()
         self.tables: list[dict] = []
         self.heading: str | None = None
         self._in_h2 = False
         self._in_tbody = False
 
-    def handle_starttag(self, tag, attrs):
-        self.tags.add(tag)
-        attrs = dict(attrs)
-        self.urls += [v or "" for k, v in attrs.items() if k in ("src", "href", "action", "srcset")]
-        if tag not in VOID:
-            self.stack.append(tag)
+    def opened(self, tag, attrs):
         if tag == "h2":
             self._in_h2, self.heading = True, ""
         elif tag == "table":
@@ -46,13 +35,7 @@ class PageParser(HTMLParser):
         elif tag == "tr" and self._in_tbody:
             self.tables[-1]["rows"].append(attrs.get("data-kind"))
 
-    def handle_endtag(self, tag):
-        if tag in VOID:
-            return
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"unexpected </{tag}> with open {self.stack[-3:]}")
-            return
-        self.stack.pop()
+    def closed(self, tag):
         self._in_h2 = self._in_h2 and tag != "h2"
         self._in_tbody = self._in_tbody and tag != "tbody"
 
