@@ -14,6 +14,17 @@ from torch import Tensor, nn
 from extensions import ops
 
 
+def paired(make_ours: Callable[[], nn.Module], make_ref: Callable[[], nn.Module], batch: int,
+           points: int = 1024) -> tuple[nn.Module, nn.Module, Tensor]:
+    """(ours, reference, xyz): ours built under seed 0, the reference loaded from our state dict (same names and
+    shapes, asserted by ``load_state_dict``), and one (batch, points, 3) uniform cloud batch."""
+    torch.manual_seed(0)
+    ours = make_ours()
+    ref = make_ref()
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref, torch.rand(batch, points, 3)
+
+
 def train_step(model: nn.Module, loss_fn: Callable[[], Tensor]) -> Callable[[], None]:
     """One optimiser step of ``model`` on ``loss_fn()``: train mode, zero grads, backward, AdamW (lr 1e-4, wd 0.05)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)

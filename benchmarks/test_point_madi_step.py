@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from interleaved import time_interleaved, train_step
+from interleaved import paired, time_interleaved, train_step
 from pytest_benchmark.fixture import BenchmarkFixture
 from reference_point_madi import RefPointMaDi
 from torch import Tensor
@@ -29,11 +29,7 @@ ROUNDS = 3
 
 @pytest.fixture(scope="module")
 def models() -> tuple[PointMaDi, RefPointMaDi, Tensor]:
-    torch.manual_seed(0)
-    ours = PointMaDi(PointMaDiConfig())
-    ref = RefPointMaDi()
-    ref.load_state_dict(ours.state_dict())
-    return ours, ref, torch.rand(BATCH, 1024, 3)
+    return paired(lambda: PointMaDi(PointMaDiConfig()), RefPointMaDi, BATCH)
 
 
 def test_losses_and_gradients_equal_the_reference(models: tuple[PointMaDi, RefPointMaDi, Tensor]) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import torch
+from interleaved import paired
 from pytest_benchmark.fixture import BenchmarkFixture
 from reference_point_mae import RefPointMAE, RefPointTransformer
 from torch import Tensor, nn
@@ -58,21 +59,18 @@ def _train_step(model: nn.Module, loss_fn: Callable[[], Tensor], clip: float | N
 
 @pytest.fixture(scope="module")
 def pretrain_models() -> PretrainModels:
-    torch.manual_seed(0)
-    ours = PointMAE(PointMAEConfig())
-    ref = RefPointMAE()
-    ref.load_state_dict(ours.state_dict())
-    return ours, ref, torch.rand(BATCH, 1024, 3)
+    return paired(lambda: PointMAE(PointMAEConfig()), RefPointMAE, BATCH)
+
+
+def _classifier() -> PointClassifier:
+    """The ScanObjectNN fine-tuning model: ViT-S on 128 patches of 32 points, 15 classes."""
+    backbone = PointMAE.build_backbone(PointMAEConfig(), num_group=128, group_size=32, drop_path=0.1)
+    return PointClassifier(backbone, 15)
 
 
 @pytest.fixture(scope="module")
 def finetune_models() -> FinetuneModels:
-    torch.manual_seed(0)
-    backbone = PointMAE.build_backbone(PointMAEConfig(), num_group=128, group_size=32, drop_path=0.1)
-    ours = PointClassifier(backbone, 15)
-    ref = RefPointTransformer(15)
-    ref.load_state_dict(ours.state_dict())
-    xyz = torch.rand(BATCH, 2048, 3)
+    ours, ref, xyz = paired(_classifier, lambda: RefPointTransformer(15), BATCH, 2048)
     with torch.no_grad():
         torch.testing.assert_close(ours.eval()(xyz[:4]), ref.eval()(xyz[:4]), atol=1e-4, rtol=1e-4)
     return ours, ref, xyz, torch.randint(0, 15, (BATCH,))

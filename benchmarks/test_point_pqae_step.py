@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from interleaved import time_interleaved, train_step
+from interleaved import paired, time_interleaved, train_step
 from pytest_benchmark.fixture import BenchmarkFixture
 from reference_point_pqae import RefPointPQAE, crop, point_random_crop
 from torch import Tensor
@@ -31,11 +31,7 @@ ROUNDS = 3
 
 @pytest.fixture(scope="module")
 def models() -> tuple[PointPQAE, RefPointPQAE, Tensor]:
-    torch.manual_seed(0)
-    ours = PointPQAE(PointPQAEConfig())
-    ref = RefPointPQAE()
-    ref.load_state_dict(ours.state_dict())
-    return ours, ref, torch.rand(BATCH, 1024, 3)
+    return paired(lambda: PointPQAE(PointPQAEConfig()), RefPointPQAE, BATCH)
 
 
 def test_views_equal_the_reference_crop() -> None:
