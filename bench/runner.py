@@ -15,6 +15,7 @@ together; rank 0 alone tracks, writes records and the leaderboard.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -64,12 +65,12 @@ class SweepOutcome:
 
 
 def ensure_writable(folder: Path) -> Path:
-    """Create ``folder`` and prove it is writable, or raise OutputError naming it."""
+    """Create ``folder`` and prove it is writable, or raise OutputError naming it. The probe file is unique to the
+    call, so processes checking one folder at once (two ``bench tune`` workers) never delete each other's."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".bench-write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".bench-write-test-"):
+            pass
     except OSError as err:
         raise OutputError(
             f"cannot write to the output folder {folder}: {err.strerror or err}. Set output.dir=<writable folder>."

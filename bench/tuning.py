@@ -53,7 +53,6 @@ Outputs in ``<output.dir>/tuning/<study>/`` (written by every worker when it end
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -292,7 +291,7 @@ def run_trial(study: Study, trial: optuna.Trial, progress: Progress) -> float:
     trial.set_user_attr("mlflow_run_id", trial_run)
     trial.set_user_attr("epochs_run", 0)  # a retried trial inherits its dead predecessor's user attributes
     progress.message(f"trial {trial.number}: {params}{' (default config)' if is_default else ''}")
-    workdir = study.folder / "work" / f"trial{trial.number}"
+    workdir = study.folder / f"work-trial{trial.number}"  # no shared parent: removing it never races a worker
     try:
         scores, tests = [], []
         for seed in tune.seeds:
@@ -307,8 +306,6 @@ def run_trial(study: Study, trial: optuna.Trial, progress: Progress) -> float:
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        with contextlib.suppress(OSError):  # the shared parent goes once empty (another worker may still use it)
-            workdir.parent.rmdir()
     score = sum(scores) / len(scores)
     trial.set_user_attr("test_last", sum(tests) / len(tests))
     study.tracker.log_metrics(trial_run, {"value": score, "test_last": trial.user_attrs["test_last"]})
