@@ -3,25 +3,31 @@
 Records are the source of truth: the leaderboard is generated from them (or from MLflow, which receives the same
 content), a sweep that is run again skips every job whose record exists, and nothing is typed by hand.
 
-Statistic conventions (per job; aggregated over seeds by :mod:`reports`):
-- ``best``: the maximum over epochs of the per-epoch test metric (the papers' selection, on the test split);
-- ``last``: the metric at the last epoch (no selection);
-- ``vote``: one ``vote.times``-vote pass (logits averaged) on the ``vote.checkpoint`` model;
-- ``vote_best_of_r``: the best of ``vote.repeats`` such passes (the reference repos' ``--test`` practice).
+Schema 2 (``schema_version: 2``): ``results`` is a list of typed metric results (:mod:`bench.results`: name,
+registered metric, direction, unit, display scale and named statistics with their selection rule and role), the
+headline first; ``epochs`` is the optional per-epoch history (empty for evaluation-only jobs).
+
+Schema 1 (``schema: 1``, written before the core refactor) had ``final`` (a flat dict of statistics),
+``selection`` (rules by statistic name), ``metric`` and ``higher_is_better``. Such records still load: the
+headline's ``last`` was its honest statistic, ``best`` its paper one, ``vote`` one voting pass and
+``vote_best_of_r`` the best of R passes; every other report metric ``m`` of ``suite.report.metrics`` had
+``m_last`` / ``m_best``. They are read into schema-2 results with exactly those roles, so they report as before.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.errors import DataError
+from bench.io import atomic_write_text
+from bench.results import HONEST, INFO, PAPER, VOTE, VOTE_REPEATED, MetricResult, Statistic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: schema-1 statistic names of the headline and their roles (only for reading old records)
+_V1_ROLES = {"last": HONEST, "best": PAPER, "vote": VOTE, "vote_best_of_r": VOTE_REPEATED}
 
 
 @dataclass
@@ -39,31 +45,82 @@ class RunRecord:
     data_kind: str  # "real" | "synthetic"
     profile: str
     recipe: str  # "method" (the method's own published recipe) | "shared"
-    metric: str  # name of the headline metric, e.g. "acc"
-    higher_is_better: bool
-    epochs: list[dict[str, float]]  # one row per epoch: {"epoch", "train_loss", "lr", "test_<metric>", ...}
-    final: dict[str, float]  # {"last", "best", "best_epoch", "vote", "vote_best_of_r", "vote_repeats", ...}
-    selection: dict[str, str]  # human-readable rule behind each statistic
+    metric: str  # name of the headline metric (results[0].name), e.g. "acc"
+    results: list[MetricResult]  # headline first
+    epochs: list[dict[str, float]]  # one row per epoch: {"epoch", "train_loss", "lr", "test_<metric>", ...}; may be []
     config: dict[str, Any]  # the fully resolved config
-    env: dict[str, Any]  # git commit, torch / CUDA versions, ops backend, device, host
+    env: dict[str, Any]  # git commit, torch / CUDA versions, ops backend, device, host, deterministic
     wall_time_s: float
     config_hash: str = ""  # identity of the fine-tuning config (seed and variant excluded)
     pretrain: dict[str, Any] = field(default_factory=dict)  # {"source": "import|cache|pretrained|none", ...}
     mlflow_run_id: str | None = None
     created: str = ""
-    command: str = ""  # the `bench ...` command line that ran the job ("" in records written before it existed)
-    # the protocol's further facts (JobResult.extra minus the checkpoint report, which is in ``pretrain``): e.g.
-    # ``deviations`` from the reference, ``resumed_from_epoch``, the SVM's ``reference_c_source``
+    command: str = ""  # the `bench ...` command line that ran the job
+    # the protocol's further facts (JobResult.extra minus the checkpoint report, which is in ``pretrain``)
     details: dict[str, Any] = field(default_factory=dict)
-    schema: int = SCHEMA_VERSION
+    schema_version: int = SCHEMA_VERSION
+
+    def result(self, name: str) -> MetricResult | None:
+        """The metric result called ``name``, or None."""
+        return next((r for r in self.results if r.name == name), None)
+
+    @property
+    def headline(self) -> MetricResult:
+        return self.results[0]
+
+    def flat(self) -> dict[str, float]:
+        """Every statistic as one flat mapping, for scripts: the headline's by statistic name (``best``) and every
+        result's as ``<metric>_<statistic>`` (``acc_best``, ``room_miou_last``), as schema 1 named them."""
+        out = {}
+        for i, result in enumerate(self.results):
+            for name, stat in result.statistics.items():
+                out[f"{result.name}_{name}"] = stat.value
+                if i == 0:
+                    out[name] = stat.value
+        return out
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        version = data.get("schema_version", data.get("schema", 1))
+        if version == 1:
+            data = upgrade_v1(data)
+        elif version != SCHEMA_VERSION:
+            raise TypeError(f"unknown record schema version {version!r} (this harness reads 1 and 2)")
+        known = set(cls.__dataclass_fields__)
+        fields = {k: v for k, v in data.items() if k in known}
+        fields["results"] = [r if isinstance(r, MetricResult) else MetricResult.from_dict(r) for r in data["results"]]
+        return cls(**fields)
+
+
+def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 record's fields as schema 2 (see the module docstring); the numbers are not touched."""
+    final, rules = dict(data.get("final") or {}), dict(data.get("selection") or {})
+    headline = data["metric"]
+    direction = "max" if data.get("higher_is_better", True) else "min"
+    suite = (data.get("config") or {}).get("suite") or {}
+    report = suite.get("report") or {}
+    others = [m for m in (report.get("metrics") or []) if m != headline]
+
+    def stat(key: str, role: str) -> Statistic:
+        return Statistic(final[key], rules.get(key, ""), role)
+
+    results = []
+    for name in others:
+        stats = {s: stat(f"{name}_{s}", {"last": HONEST, "best": PAPER}[s]) for s in ("last", "best")
+                 if f"{name}_{s}" in final}
+        if stats:
+            results.append(MetricResult(name, name, direction, "%", 1.0, stats))
+    taken = {f"{r.name}_{s}" for r in results for s in r.statistics}
+    head = {key: stat(key, _V1_ROLES.get(key, INFO)) for key in final if key not in taken}
+    if "vote_best_of_r" in head and "vote_repeats" in final:
+        head["vote_best_of_r"].repeats = int(final["vote_repeats"])
+    upgraded = {k: v for k, v in data.items() if k not in ("final", "selection", "higher_is_better", "schema")}
+    upgraded["results"] = [MetricResult(headline, headline, direction, "%", 1.0, head), *results]
+    upgraded["schema_version"] = SCHEMA_VERSION
+    return upgraded
 
 
 _COMMAND = {"line": ""}
@@ -85,7 +142,7 @@ def record_path(records_dir: Path, job_id: str) -> Path:
 
 
 def write_record(records_dir: Path, record: RunRecord) -> Path:
-    """Write atomically (temp file + rename), so a killed process never leaves half a record."""
+    """Write atomically (:mod:`bench.io`), so a killed process never leaves half a record."""
     path = record_path(records_dir, record.job_id)
     atomic_write_text(path, record.to_json())
     return path
@@ -94,7 +151,7 @@ def write_record(records_dir: Path, record: RunRecord) -> Path:
 def read_record(path: Path) -> RunRecord:
     try:
         return RunRecord.from_dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, TypeError) as err:
+    except (OSError, json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
         raise DataError(f"cannot read run record {path}: {err}") from err
 
 
@@ -104,16 +161,3 @@ def load_records(records_dir: Path) -> list[RunRecord]:
         return []
     records = [read_record(p) for p in sorted(records_dir.rglob("*.json"))]
     return sorted(records, key=lambda r: r.job_id)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

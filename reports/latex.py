@@ -52,12 +52,13 @@ def _mean_std(mean: float, std: float) -> str:
 
 def _statistic(row: pd.Series, name: str) -> str:
     """One cell of statistic ``name`` (paper / honest / vote / published) for one long-table row."""
+    k = 1.0 if _missing(row.get("scale", 1.0)) else float(row.get("scale", 1.0))  # the metric's display scale
     if name == "paper":
-        return _mean_std(row["best_mean"], row["best_std"]) if fold_mean(row) else f"{row['paper']:.2f}"
+        return _mean_std(k * row["best_mean"], k * row["best_std"]) if fold_mean(row) else f"{k * row['paper']:.2f}"
     if name == "honest":
-        return _mean_std(row["honest_mean"], row["honest_std"])
+        return _mean_std(k * row["honest_mean"], k * row["honest_std"])
     if name == "vote":
-        return "--" if row["vote_n"] == 0 else _mean_std(row["vote_mean"], row["vote_std"])
+        return "--" if row["vote_n"] == 0 else _mean_std(k * row["vote_mean"], k * row["vote_std"])
     column = "published_vote" if name == "published vote" else "published"
     if _missing(row[column]) or row["data_kind"] != "real":
         return "--"
@@ -82,12 +83,12 @@ def _statistics(table: Table) -> list[str]:
 def _caption(table: Table) -> str:
     fold = any(fold_mean(row) for _, row in table.frame.iterrows())
     rules = {key: latex_escape(rule) for key, rule in selection_rules(table.frame).items()}
-    paper = (f"paper = mean $\\pm$ std over folds of each fold's best ({rules['best']})" if fold else
-             f"paper = max over seeds of each seed's best ({rules['best']})")
+    paper = (f"paper = mean $\\pm$ std over folds of each fold's best ({rules['paper']})" if fold else
+             f"paper = max over seeds of each seed's best ({rules['paper']})")
     seeds = sorted({int(n) for n in table.frame["n_seeds"]})
     unit = "folds" if fold else "seeds"
     return (f"{latex_escape(table.heading)}. Metrics in percent; {paper}; honest = mean $\\pm$ sample std over "
-            f"{unit} (n = {'/'.join(map(str, seeds))}) of each one's last ({rules['last']}); "
+            f"{unit} (n = {'/'.join(map(str, seeds))}) of each one's last ({rules['honest']}); "
             "vote = one vote pass, mean over seeds; "
             f"published: $^{{\\ast}}$ = not checked against a primary source.")
 

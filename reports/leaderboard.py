@@ -5,29 +5,34 @@ differ in any of these never share a row. Within a row every record is one seed 
 fold). Metrics are in percent.
 With ``s`` ranging over the row's seeds and ``final`` the record's per-job summary (see :mod:`bench.records`):
 
-- ``paper`` = max_s final_s["best"], where final["best"] is the max over epochs of the test metric: the papers'
-  selection (max over seeds of max over epochs, on the test split). ``paper_seed`` is the seed attaining it (the
-  smallest such seed on ties). For a metric with ``higher_is_better`` false, max is replaced by min throughout.
-- ``honest_mean`` = mean_s final_s["last"] (the last-epoch metric, no selection); ``honest_std`` = the sample
-  standard deviation of the same values (ddof=1), NaN (blank in the CSV) with one seed.
-- ``best_mean`` / ``best_std`` = mean and sample std (ddof=1) over seeds of final["best"]. This is the few-shot
+Every per-seed value is a statistic of the record's typed result for the row's metric (:mod:`bench.results`),
+found by its *role*, never by its name; "best over seeds" follows the metric's direction (max, min, or closest
+to a target such as 50% for 1-NNA), which the result carries with its unit and display scale.
+
+- ``paper`` = best_s of the ``paper`` statistic (e.g. the max over epochs of the test metric: the papers'
+  selection). ``paper_seed`` is the seed attaining it (the smallest such seed on ties).
+- ``honest_mean`` = mean_s of the ``honest`` statistic (e.g. the last epoch, no selection); ``honest_std`` = the
+  sample standard deviation of the same values (ddof=1), NaN (blank in the CSV) with one seed.
+- ``best_mean`` / ``best_std`` = mean and sample std (ddof=1) over seeds of the ``paper`` statistic: the few-shot
   papers' statistic (mean ± std over folds of each fold's best epoch).
-- ``vote_mean`` / ``vote_std`` / ``vote_max`` = mean, sample std (ddof=1) and max over the seeds that have one of
-  final["vote"] (one ``suite.vote.times``-vote pass on the chosen checkpoint); ``vote_n`` = how many seeds have it.
-- ``vote_best_of_r`` = max_s final_s["vote_best_of_r"] (the best of R passes, the reference repos' ``--test``
-  practice); ``vote_repeats`` = the R of the seed attaining that max.
+- ``vote_mean`` / ``vote_std`` / ``vote_max`` = mean, sample std (ddof=1) and best over the seeds that have a
+  ``vote`` statistic (one voting pass on the chosen checkpoint); ``vote_n`` = how many seeds have it.
+- ``vote_best_of_r`` = best_s of the ``vote_repeated`` statistic (the best of R passes, the reference repos'
+  ``--test`` practice); ``vote_repeats`` = the R of the seed attaining it.
+- ``direction``, ``unit``, ``scale``: the metric's (``scale`` multiplies values for display only);
+  ``paper_from`` / ``honest_from``: the protocol's names of the statistics behind paper and honest.
 - Published columns (``data_kind == "real"`` only): the entry of ``reports/published.yaml`` for the row's metric.
   ``diff`` = ours - published, where ours is ``paper`` for max/unstated entries and ``best_mean`` for few-shot
   fold means (``diff_basis`` names which); ``vote_diff`` = ``vote_best_of_r`` (else ``vote_max``) - published vote.
 - ``seeds``, ``last_values``, ``best_values``, ``git_commits``, ``ops_backends``, ``vote_times`` are JSON lists
   (strings), so the CSV round-trips exactly; per-seed values are listed in seed order.
-- ``selection``: JSON object {"best": rule, "last": rule} of the records' own wording of how each per-seed value
-  was chosen (e.g. the SVM protocol's "best" is the reference's fixed C, not a max over epochs); seeds whose
-  wording differs are joined with " | ".
+- ``selection``: JSON object {"paper": rule, "honest": rule} of the records' own wording of how each per-seed
+  value was chosen (e.g. the SVM protocol's paper statistic is the reference's fixed C, not a max over epochs);
+  seeds whose wording differs are joined with " | ".
 
 Table layout (``suite.report``, see :mod:`reports.layout`): a suite with ``columns: metrics`` gets one row per
-metric of ``report.metrics`` (the headline first, ``headline`` True; the others from final's ``<name>_last`` /
-``<name>_best``, in the headline's direction, without vote columns). ``report_columns``, ``report_metrics`` and
+metric of ``report.metrics`` that the records have (the headline first, ``headline`` True; no vote columns for
+the others). ``report_columns``, ``report_metrics`` and
 ``paper_statistic`` carry the layout to the tables; ``commands`` lists the rows' ``bench`` command lines.
 
 When the same seed appears twice in one row (a job run again in another sweep), the record with the latest
@@ -38,15 +43,16 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections import defaultdict
 from typing import Any
 
 import pandas as pd
 
+from bench.aggregate import NAN, metric_result, metric_values, seed_statistics, vote_statistics
 from bench.errors import DataError
 from bench.records import RunRecord
-from reports.layout import ReportSpec, metric_values, report_spec, row_metrics
+from bench.results import HONEST, PAPER
+from reports.layout import ReportSpec, report_spec, row_metrics
 from reports.published import PRIMARY_STATISTICS, PublishedEntry, published_for, variant_rank
 
 __all__ = ["COLUMNS", "KEY", "published_for", "row_records", "summarize"]
@@ -60,35 +66,19 @@ _PUBLISHED_COLUMNS = (
     "vote_diff", "vote_diff_basis",
 )
 COLUMNS = (
-    *KEY, "metric", "higher_is_better", "n_seeds", "seeds", "paper", "paper_seed", "honest_mean", "honest_std",
-    "best_mean", "best_std", "last_values", "best_values",
+    *KEY, "metric", "direction", "unit", "scale", "n_seeds", "seeds", "paper", "paper_seed", "honest_mean",
+    "honest_std", "best_mean", "best_std", "last_values", "best_values",
     "vote_n", "vote_mean", "vote_std", "vote_max", "vote_best_of_r", "vote_repeats",
     *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "vote_times", "dropped_duplicates",
     "headline", "report_columns", "report_metrics", "paper_statistic", "commands", "selection",
+    "paper_from", "honest_from",
 )
-NAN = float("nan")
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a finite float, or None when it is absent, None, NaN or not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1); NaN std for one value, NaN both for none."""
-    if not values:
-        return NAN, NAN
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else NAN
 
 
 def _validate(record: RunRecord) -> None:
     if record.data_kind not in DATA_KINDS:
         raise DataError(f"record {record.job_id}: data_kind {record.data_kind!r} is not one of {DATA_KINDS}")
-    for stat in ("last", "best"):
-        if _number(record.final.get(stat)) is None:
-            raise DataError(f"record {record.job_id}: final[{stat!r}] is missing or not a finite number")
+    metric_values(record, record.metric)  # the headline has finite honest and paper statistics
 
 
 def _group(records: list[RunRecord]) -> dict[tuple, tuple[list[RunRecord], int]]:
@@ -112,57 +102,11 @@ def row_records(records: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
 
 
 def _check_uniform(records: list[RunRecord]) -> None:
-    """All seeds of one row must report the same headline metric in the same direction."""
-    kinds = {(r.metric, r.higher_is_better) for r in records}
+    """All seeds of one row must report the same headline metric with the same direction and unit."""
+    kinds = {(r.metric, r.headline.direction, r.headline.unit) for r in records}
     if len(kinds) > 1:
         jobs = ", ".join(r.job_id for r in records)
         raise DataError(f"records {jobs} share a leaderboard row but disagree on metric / direction: {sorted(kinds)}")
-
-
-def _select(pairs: list[tuple[int, float]], higher_is_better: bool) -> tuple[int, float]:
-    """The (seed, value) with the best value; the smallest seed on ties (``pairs`` are in seed order)."""
-    best = max if higher_is_better else min
-    target = best(value for _, value in pairs)
-    return next((seed, value) for seed, value in pairs if value == target)
-
-
-def _seed_stats(records: list[RunRecord], higher_is_better: bool, metric: str) -> dict[str, Any]:
-    """paper / honest / best-mean statistics of ``metric`` over the row's seeds (see the module docstring)."""
-    values = [metric_values(r, metric) for r in records]
-    last = [v[0] for v in values]
-    best = [v[1] for v in values]
-    paper_seed, paper = _select([(r.seed, b) for r, b in zip(records, best, strict=True)], higher_is_better)
-    honest_mean, honest_std = _mean_std(last)
-    best_mean, best_std = _mean_std(best)
-    return {
-        "n_seeds": len(records),
-        "seeds": json.dumps([r.seed for r in records]),
-        "paper": paper,
-        "paper_seed": paper_seed,
-        "honest_mean": honest_mean,
-        "honest_std": honest_std,
-        "best_mean": best_mean,
-        "best_std": best_std,
-        "last_values": json.dumps(last),
-        "best_values": json.dumps(best),
-    }
-
-
-def _vote_stats(records: list[RunRecord], higher_is_better: bool) -> dict[str, Any]:
-    """Vote statistics over the seeds that have them; NaN (and vote_n 0) when none do."""
-    votes = [(r.seed, v) for r in records if (v := _number(r.final.get("vote"))) is not None]
-    mean, std = _mean_std([v for _, v in votes])
-    stats: dict[str, Any] = {"vote_n": len(votes), "vote_mean": mean, "vote_std": std}
-    stats["vote_max"] = _select(votes, higher_is_better)[1] if votes else NAN
-    repeated = [(r.seed, v) for r in records if (v := _number(r.final.get("vote_best_of_r"))) is not None]
-    if repeated:
-        seed, value = _select(repeated, higher_is_better)
-        winner = next(r for r in records if r.seed == seed)
-        repeats = _number(winner.final.get("vote_repeats"))
-        stats.update(vote_best_of_r=value, vote_repeats=NAN if repeats is None else repeats)
-    else:
-        stats.update(vote_best_of_r=NAN, vote_repeats=NAN)
-    return stats
 
 
 def _blank_published() -> dict[str, Any]:
@@ -223,11 +167,14 @@ def _env_list(records: list[RunRecord], name: str) -> str:
     return json.dumps(values)
 
 
-def _selection(records: list[RunRecord]) -> str:
-    """JSON {"best": rule, "last": rule}: the records' selection wording (distinct wordings joined by " | ")."""
-    rules = {key: " | ".join(dict.fromkeys(r.selection.get(key, "") for r in records if r.selection.get(key)))
-             for key in ("best", "last")}
-    return json.dumps(rules)
+def _selection(records: list[RunRecord], metric: str) -> dict[str, str]:
+    """The records' selection wording per role (distinct wordings joined by " | ") as JSON {"paper", "honest"},
+    and the protocol's names of those statistics (``paper_from``, ``honest_from``)."""
+    found = {role: [metric_result(r, metric).role(role) for r in records] for role in (PAPER, HONEST)}
+    rules = {role: " | ".join(dict.fromkeys(s[1].rule for s in stats if s and s[1].rule))
+             for role, stats in found.items()}
+    names = {role: " | ".join(dict.fromkeys(s[0] for s in stats if s)) for role, stats in found.items()}
+    return {"selection": json.dumps(rules), "paper_from": names[PAPER], "honest_from": names[HONEST]}
 
 
 def _group_spec(records: list[RunRecord]) -> ReportSpec:
@@ -243,14 +190,15 @@ def _group_spec(records: list[RunRecord]) -> ReportSpec:
 def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> list[dict[str, Any]]:
     """The row(s) of one key: the headline metric, then (``columns: metrics``) every other report metric."""
     spec = _group_spec(records)
-    higher_is_better = bool(records[0].higher_is_better)
     rows = []
     for metric in row_metrics(records, spec):
+        result = metric_result(records[0], metric)
+        direction = result.order
         row: dict[str, Any] = dict(zip(KEY, key, strict=True))
-        row.update(metric=metric, higher_is_better=higher_is_better)
-        row.update(_seed_stats(records, higher_is_better, metric))
+        row.update(metric=metric, direction=str(direction), unit=result.unit, scale=result.scale)
+        row.update(seed_statistics(records, direction, metric))
         headline = metric == records[0].metric
-        row.update(_vote_stats(records, higher_is_better) if headline else _vote_stats([], higher_is_better))
+        row.update(vote_statistics(records if headline else [], direction, metric))
         row.update(_published_columns(row))
         row.update(
             git_commits=_env_list(records, "git_commit"),
@@ -262,7 +210,7 @@ def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> list
             report_metrics=json.dumps(list(spec.metrics)),
             paper_statistic=spec.paper_statistic,
             commands=json.dumps(sorted({r.command for r in records if getattr(r, "command", "")})),
-            selection=_selection(records),
+            **_selection(records, metric),
         )
         rows.append(row)
     return rows
@@ -281,7 +229,7 @@ def summarize(records: list[RunRecord], headline_only: bool = False) -> pd.DataF
 
     Columns are :data:`COLUMNS`; every statistic is defined in this module's docstring. ``headline_only`` keeps
     exactly one row per key. Raises :class:`bench.errors.DataError` for a record with an unknown data kind or
-    without finite final["last"] / final["best"] (or a report metric's ``_last`` / ``_best``), and for seeds of
+    without finite honest and paper statistics of the headline (or of a report metric), and for seeds of
     one row that disagree on the headline metric or the layout; ConfigError for an invalid ``suite.report``.
     """
     grouped = _group(records).items()

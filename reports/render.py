@@ -10,13 +10,12 @@ external asset, no link out. LaTeX: :mod:`reports.latex`.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from bench.errors import OutputError
+from bench.io import atomic_write_text
 from bench.records import RunRecord
 from reports.latex import render_latex
 from reports.leaderboard import summarize
@@ -67,20 +66,6 @@ def render_html(df: pd.DataFrame, records: list[RunRecord] | None = None,
     return render_page(df, records, tuning)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` through a temp file in the same folder, then ``os.replace`` it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # a report to share: readable like any other written file (mkstemp makes it 0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_leaderboard(records: list[RunRecord], out_dir: Path, tuning_dir: Path | None = None) -> dict[str, Path]:
     """Write leaderboard.md, .csv (the long table), .tex and .html (the full report) into ``out_dir``, atomically.
 
@@ -98,7 +83,7 @@ def write_leaderboard(records: list[RunRecord], out_dir: Path, tuning_dir: Path 
     paths = {fmt: Path(out_dir) / f"leaderboard.{fmt}" for fmt in texts}
     for fmt, text in texts.items():
         try:
-            _atomic_write(paths[fmt], text)
+            atomic_write_text(paths[fmt], text)
         except OSError as err:
             raise OutputError(f"cannot write {paths[fmt]}: {err}") from err
     return paths

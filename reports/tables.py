@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.metrics.base import Direction
 from reports.layout import metric_label
 from reports.published import canonical_suite, display_name, load_published, variant_rank
 
@@ -73,21 +74,27 @@ def _published(value: float, unverified: Any) -> str:
     return f"{value:g}{UNVERIFIED_MARK if _flagged(unverified) else ''}"
 
 
+def shown(row: pd.Series, column: str) -> str:
+    """A statistic of ``row`` as displayed: times the metric's display ``scale`` (MMD-CD x10^3), two decimals."""
+    scale = row.get("scale", 1.0)
+    return _num(row[column] * (1.0 if _missing(scale) else float(scale)))
+
+
 def _honest_line(row: pd.Series) -> str:
     n = int(row["n_seeds"])
     if _missing(row["honest_std"]):
-        return f"honest {_num(row['honest_mean'])} (n={n}, no std)"
-    return f"honest {_num(row['honest_mean'])} ± {_num(row['honest_std'])} (n={n})"
+        return f"honest {shown(row, 'honest_mean')} (n={n}, no std)"
+    return f"honest {shown(row, 'honest_mean')} ± {shown(row, 'honest_std')} (n={n})"
 
 
 def _vote_lines(row: pd.Series) -> list[str]:
     lines = []
     if row["vote_n"] > 0:
-        std = "" if _missing(row["vote_std"]) else f" ± {_num(row['vote_std'])}"
-        lines.append(f"vote {_num(row['vote_mean'])}{std} (n={int(row['vote_n'])})")
+        std = "" if _missing(row["vote_std"]) else f" ± {shown(row, 'vote_std')}"
+        lines.append(f"vote {shown(row, 'vote_mean')}{std} (n={int(row['vote_n'])})")
     if not _missing(row["vote_best_of_r"]):
         repeats = "?" if _missing(row["vote_repeats"]) else str(int(row["vote_repeats"]))
-        lines.append(f"vote best-of-R {_num(row['vote_best_of_r'])} (R={repeats})")
+        lines.append(f"vote best-of-R {shown(row, 'vote_best_of_r')} (R={repeats})")
     return lines
 
 
@@ -105,19 +112,39 @@ def _published_lines(row: pd.Series) -> list[str]:
 
 
 #: wording used for rows whose records state no selection rule (records written before it was stored)
-DEFAULT_RULES = {"best": "max over epochs of the test metric (test-set selection, as the papers report)",
-                 "last": "the test metric after the last epoch (no selection)"}
+DEFAULT_RULES = {"paper": "max over epochs of the test metric (test-set selection, as the papers report)",
+                 "honest": "the test metric after the last epoch (no selection)"}
+
+
+def _joined(values: Any) -> str:
+    words = [w for text in values for w in str(text).split(" | ") if w]
+    return " | ".join(dict.fromkeys(words))
 
 
 def selection_rules(rows: pd.DataFrame) -> dict[str, str]:
-    """{"best", "last"} -> the headline rows' selection wording, distinct wordings joined by " | "."""
+    """{"paper", "honest"} -> the headline rows' selection wording, distinct wordings joined by " | "."""
     column = rows[_headline(rows)].get("selection", pd.Series(dtype=str))
     stated = [json.loads(text) for text in column.dropna() if text]
-    rules = {}
-    for key, default in DEFAULT_RULES.items():
-        words = [w for rule in stated for w in str(rule.get(key, "")).split(" | ") if w]
-        rules[key] = " | ".join(dict.fromkeys(words)) or default
-    return rules
+    return {key: _joined(rule.get(key, "") for rule in stated) or default for key, default in DEFAULT_RULES.items()}
+
+
+def statistic_names(rows: pd.DataFrame) -> dict[str, str]:
+    """{"paper", "honest"} -> the protocol's name(s) of the statistic behind it, e.g. 'best' and 'last'."""
+    heads = rows[_headline(rows)]
+    return {role: _joined(heads.get(f"{role}_from", pd.Series(dtype=str)).dropna()) or role
+            for role in ("paper", "honest")}
+
+
+def metric_words(rows: pd.DataFrame) -> str:
+    """'Acc. in percent, higher is better' for the rows' metrics (unit, display scale, direction)."""
+    first = rows.iloc[0]
+    unit = str(first.get("unit", "%"))
+    scale = float(first.get("scale", 1.0))
+    units = "in percent" if unit == "%" else f"in {unit}" if unit else "unitless"
+    if scale != 1.0:
+        units += f", shown x{scale:g}"
+    direction = Direction.parse(str(first.get("direction", "max"))).describe()
+    return f"{', '.join(metric_label(m) for m in dict.fromkeys(rows['metric']))} {units}, {direction}"
 
 
 def fold_mean(row: pd.Series) -> bool:
@@ -128,9 +155,9 @@ def fold_mean(row: pd.Series) -> bool:
 def paper_line(row: pd.Series) -> str:
     """``paper 90.00 (seed 2)``, or for a fold-mean suite ``paper 96.30 ± 2.50 (fold mean, n=10)``."""
     if fold_mean(row):
-        std = "" if _missing(row["best_std"]) else f" ± {_num(row['best_std'])}"
-        return f"paper {_num(row['best_mean'])}{std} (fold mean, n={int(row['n_seeds'])})"
-    return f"paper {_num(row['paper'])} (seed {int(row['paper_seed'])})"
+        std = "" if _missing(row["best_std"]) else f" ± {shown(row, 'best_std')}"
+        return f"paper {shown(row, 'best_mean')}{std} (fold mean, n={int(row['n_seeds'])})"
+    return f"paper {shown(row, 'paper')} (seed {int(row['paper_seed'])})"
 
 
 def cell_lines(row: pd.Series) -> list[str]:
@@ -165,19 +192,19 @@ def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
     """The statistic definitions, metric, seed counts and provenance of one table."""
     counts = sorted({int(n) for n in rows["n_seeds"]})
     seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]} (n= in each cell)"
-    direction = "higher is better" if bool(rows["higher_is_better"].iloc[0]) else "lower is better"
-    rules = selection_rules(rows)
+    rules, names = selection_rules(rows), statistic_names(rows)
+    kind = Direction.parse(str(rows.iloc[0].get("direction", "max"))).kind
+    best = {"max": "max", "min": "min"}.get(kind, "best (closest to the target)")
     notes = [
-        f"Metric: {', '.join(metric_label(m) for m in dict.fromkeys(rows['metric']))} in percent, {direction}. "
-        f"Seeds per cell: {seeds}.",
-        f"paper = max over seeds of each seed's 'best': {rules['best']}.",
-        f"honest = mean ± sample std (ddof=1) over seeds of each seed's 'last': {rules['last']}; no std with one "
-        "seed.",
+        f"Metric: {metric_words(rows)}. Seeds per cell: {seeds}.",
+        f"paper = {best} over seeds of each seed's '{names['paper']}': {rules['paper']}.",
+        f"honest = mean ± sample std (ddof=1) over seeds of each seed's '{names['honest']}': {rules['honest']}; no "
+        "std with one seed.",
     ]
     if any(fold_mean(row) for _, row in rows.iterrows()):
-        notes[1] = (f"paper (fold mean) = mean ± sample std over folds of each fold's 'best' (the few-shot papers'): "
-                    f"{rules['best']}.")
-        notes[2] = f"honest = mean ± sample std over folds of each fold's 'last': {rules['last']}."
+        notes[1] = (f"paper (fold mean) = mean ± sample std over folds of each fold's '{names['paper']}' (the "
+                    f"few-shot papers'): {rules['paper']}.")
+        notes[2] = f"honest = mean ± sample std over folds of each fold's '{names['honest']}': {rules['honest']}."
     if (rows["vote_n"] > 0).any() or rows["vote_best_of_r"].notna().any():
         times = sorted({t for s in rows["vote_times"] for t in json.loads(s)})
         per_pass = "/".join(str(t) for t in times) or "?"

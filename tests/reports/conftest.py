@@ -19,7 +19,9 @@ def build_record(
     best: float = 85.0,
     **overrides: Any,
 ) -> RunRecord:
-    """A valid RunRecord with a two-epoch history; ``overrides`` set any other field, ``extra_final`` adds to final."""
+    """A valid RunRecord with a two-epoch history, written in the schema-1 layout (``final``, ``selection``,
+    ``higher_is_better``) and read as any record is (:meth:`RunRecord.from_dict` upgrades it to typed results);
+    ``overrides`` set any other field, ``extra_final`` adds to final."""
     final: dict[str, float] = {"last": last, "best": best, "best_epoch": 1}
     final.update(overrides.pop("extra_final", {}))
     fields: dict[str, Any] = {
@@ -46,7 +48,7 @@ def build_record(
         "created": "2025-01-01T00:00:00",
     }
     fields.update(overrides)
-    return RunRecord(**fields)
+    return RunRecord.from_dict(fields)
 
 
 @pytest.fixture

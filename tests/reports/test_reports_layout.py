@@ -10,6 +10,7 @@ import pytest
 
 from bench.errors import ConfigError, DataError
 from bench.records import RunRecord
+from bench.results import HONEST, PAPER, MetricResult, Statistic
 from reports.leaderboard import summarize
 from reports.render import render_markdown
 from reports.tables import build_tables
@@ -31,10 +32,10 @@ def test_invalid_report_section_names_the_key(make_record, report, key):
     assert record.job_id in str(err.value)
 
 
-def test_missing_metric_value_names_the_final_key(make_record, with_report):
+def test_missing_metric_value_names_the_missing_role(make_record, with_report):
     record = make_record(metric="miou", config=with_report("metrics", ("miou", "oa")),
                          extra_final={"oa_best": 90.0})
-    with pytest.raises(DataError, match="oa_last"):
+    with pytest.raises(DataError, match="oa.* lacks a finite honest"):
         summarize([record])
 
 
@@ -116,7 +117,7 @@ def test_markdown_of_a_metric_layout_reads_back_from_csv(tmp_path, by_metric, fe
 
 
 def test_a_metric_no_seed_has_gets_no_column(by_metric, with_report):
-    """S3DIS lists whole-room metrics that its protocol writes only with vote.enabled."""
+    """S3DIS lists whole-room metrics that its protocol writes only with whole_room."""
     records = by_metric("s3dis", "area5", S3DIS)
     for record in records:
         record.config = with_report("metrics", (*S3DIS, "room_miou"))
@@ -124,8 +125,11 @@ def test_a_metric_no_seed_has_gets_no_column(by_metric, with_report):
     assert list(df["metric"]) == ["miou", "macc", "oa"]
     (table,) = build_tables(df)
     assert table.header[-3:] == ["mIoU", "mAcc", "OA"]
-    records[0].final["room_miou_last"] = 50.0  # one seed has it, the other not: an error naming the key
-    with pytest.raises(DataError, match="room_miou_best"):
+    records[0].results.append(MetricResult("room_miou", "miou", "max", "%", 1.0, {"last": Statistic(50.0, "", HONEST)}))
+    with pytest.raises(DataError, match="room_miou.* lacks a finite paper"):  # one seed has it with no paper value
+        summarize(records)
+    records[0].results[-1].statistics["best"] = Statistic(60.0, "", PAPER)
+    with pytest.raises(DataError, match="seed1: suite.report.metrics names 'room_miou'"):  # the other seed lacks it
         summarize(records)
 
 

@@ -50,7 +50,7 @@ def test_out_of_range_target_is_an_error():
 @pytest.mark.parametrize("name", METRICS.names())
 def test_every_metric_declares_its_contract(name):
     cls = METRICS.get(name)
-    assert cls.name == name and isinstance(cls.higher_is_better, bool)
+    assert cls.name == name and str(cls.direction) in ("max", "min") and cls.unit == "%"
     metric = cls(2)
     metric.update(torch.tensor([0, 1]), torch.tensor([0, 1]))
     assert metric.compute() == pytest.approx(100.0)

@@ -1,0 +1,47 @@
+"""Before/after equality: one tiny sweep per protocol, run now, gives the same per-epoch metrics, statistics and
+leaderboard numbers as the fixture written at fc8f8aa, before the core refactor (tests/golden/sweeps.py); and the
+version-1 records written then still load and report exactly as they did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.records import load_records
+from reports.leaderboard import summarize
+from reports.render import render_markdown
+from tests.golden.sweeps import SWEEPS, run_sweeps
+
+HERE = Path(__file__).parent
+BEFORE = json.loads((HERE / "before.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def after(tiny_data_root, tmp_path_factory):
+    return tmp_path_factory.mktemp("golden")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sweep", sorted(SWEEPS))
+def test_sweep_gives_the_numbers_it_gave_before_the_refactor(sweep, tiny_data_root, after):
+    now = run_sweeps(tiny_data_root, after, names=[sweep])[sweep]
+    before = BEFORE[sweep]
+    assert now["leaderboard"] == before["leaderboard"]
+    assert now["pretrain_hashes"] == before["pretrain_hashes"]  # cached pre-trainings stay valid
+    records = {r.job_id: r for r in load_records(after / sweep / "records")}
+    assert sorted(records) == sorted(before["jobs"])
+    for job_id, old in before["jobs"].items():
+        assert now["jobs"][job_id]["epochs"] == old["epochs"], job_id
+        flat = records[job_id].flat()  # schema-1 names: <stat> for the headline, <metric>_<stat>
+        assert {k: flat.get(k) for k in old["stats"]} == old["stats"], job_id
+
+
+def test_version_1_records_load_and_report_as_before():
+    records = load_records(HERE / "v1_records")
+    assert {r.schema_version for r in records} == {2} and len(records) == 9
+    assert render_markdown(summarize(records)) == (HERE / "v1_leaderboard.md").read_text()
+    raw = {json.loads(p.read_text())["job_id"]: json.loads(p.read_text()) for p in (HERE / "v1_records").glob("*.json")}
+    for record in records:
+        assert {k: record.flat()[k] for k in raw[record.job_id]["final"]} == raw[record.job_id]["final"]
