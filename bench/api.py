@@ -1,23 +1,30 @@
 """The contracts between the harness and what plugs into it: methods, encoders, protocols.
 
-A *method* (``methods/<name>.py``, registered under the file stem) owns a pretext task and an encoder
-architecture. The harness never looks inside it; it only calls what is declared here:
+A *method* (``methods/<name>.py``, registered under the file stem) owns its pretext task(s) and architecture. The
+harness never looks inside it; it only calls what is declared here:
 
-- ``pretrain_step(batch)`` for pre-training (the one Trainer calls it; no method has its own loop);
-- ``build_backbone(cfg, ...)`` for the encoder that downstream protocols fine-tune, probe or freeze;
-- ``checkpoint_prefix``: where the encoder lives in the method's (and the authors' official) state dict, so that
-  pre-training checkpoints, ours and theirs, load through one path;
+- ``pretrain_step(batch)`` for pre-training (the one Trainer calls it; no method has its own loop), in each of the
+  stages of ``pretrain.stages`` (one implicit stage when there are none); ``on_stage_start`` tells it which;
+- ``param_groups`` (optimizer groups: per-module ``lr_scale`` and no-decay sets; AdamW stays the optimizer),
+  ``on_epoch_start`` and ``on_step`` (schedules, codebook EMA, dead-code restart);
+- ``build_backbone(cfg, ...)`` for the :class:`Encoder` that downstream protocols fine-tune, probe or freeze;
+- ``checkpoint_prefix``: where that encoder lives in the method's (and the authors' official) state dict; a
+  pre-training checkpoint holds the whole method;
 - ``generate(...)`` for generative methods.
 
-Shapes: a batch is a dict with canonical keys ``xyz (B,N,3) float32``, ``label (B,) int64`` and, where a data set
-has them, ``normal (B,N,3)``, ``seg (B,N)``, ``category (B,)``, ``occupancy``/``query`` (generation), ``view``
-(images), ``text``; method-specific extras (e.g. teacher embeddings) are declared by the method's pretraining
-data spec.
+A *protocol* (``suites/protocols/``) declares what it needs from a method (:class:`Requirements`) and its typed
+settings (``suite_class``, a :class:`bench.schema.SuiteConfig` subclass: the keys a suite yaml may set under
+``suite``); the planner refuses an incompatible method before any work starts.
+
+Shapes: a batch is a dict with canonical keys ``xyz (B,N,3) float32``, ``label (B,) int64``, ``id`` (list of str,
+the stable sample ids) and, where a data set has them, ``normal (B,N,3)``, ``seg (B,N)``, side data
+(``<side data>.<key>``), ``occupancy``/``query`` (generation), ``view`` (images), ``text``.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,12 +32,17 @@ import torch
 from torch import Tensor, nn
 
 from bench.errors import BenchError
+from bench.results import JobResult
+from bench.schema import StageConfig, SuiteConfig
 
 #: capability names a method may declare
 REPRESENTATION = "representation"
 GENERATION = "generation"
 CONDITIONAL_GENERATION = "conditional_generation"
 CAPABILITIES = frozenset({REPRESENTATION, GENERATION, CONDITIONAL_GENERATION})
+
+__all__ = ["CAPABILITIES", "CONDITIONAL_GENERATION", "GENERATION", "REPRESENTATION", "Encoder", "EncoderOutput",
+           "JobContext", "JobResult", "Method", "MethodConfig", "Protocol", "Requirements", "incompatibility"]
 
 
 @dataclass
@@ -50,6 +62,37 @@ class EncoderOutput:
     hidden: list[Tensor] = field(default_factory=list)
 
 
+class Encoder(nn.Module, abc.ABC):
+    """The downstream encoder interface that heads and protocols rely on (``build_backbone`` returns one).
+
+    ``out_dim``: token width C; ``depth``: number of transformer blocks (hidden_blocks index them);
+    ``num_group`` / ``group_size``: patches per cloud and points per patch (a cloud needs at least that many).
+    """
+
+    out_dim: int
+    depth: int
+
+    @property
+    @abc.abstractmethod
+    def num_group(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def group_size(self) -> int: ...
+
+    @abc.abstractmethod
+    def forward(self, xyz: Tensor, hidden_blocks: Sequence[int] = ()) -> EncoderOutput:
+        """(B, N, 3) -> EncoderOutput; ``hidden_blocks``: 0-based block indices whose outputs to return."""
+
+    @abc.abstractmethod
+    def drop_cls_token(self) -> None:
+        """Remove the cls token (segmentation heads have none, as the references)."""
+
+    def norm_hidden(self, hidden: Tensor) -> Tensor:
+        """The final normalisation applied to a hidden block output (identity unless the encoder has one)."""
+        return hidden
+
+
 @dataclass
 class MethodConfig:
     """Fields every method config has; a method subclasses this with its own hyper-parameters.
@@ -62,17 +105,20 @@ class MethodConfig:
 
 
 class Method(nn.Module):
-    """Base class of every self-supervised method. Subclasses set the class variables and implement the hooks.
+    """Base class of every self-supervised or generative method. Subclasses set the class variables and implement
+    the hooks they need.
 
     Conventions:
     - No ``.cuda()`` / device logic inside a method: the Trainer moves the module and the batch.
     - ``pretrain_step`` returns a dict whose ``"loss"`` is the scalar to back-propagate; every other entry is a
-      detached scalar to log.
+      detached scalar to log. ``self.stage`` names the pre-training stage being run.
     - ``state_dict()`` keeps the authors' key names, so ``{checkpoint_prefix}.`` selects the encoder.
     """
 
     name: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[str]] = frozenset({REPRESENTATION})
+    #: condition kinds ``generate`` accepts (``class``, ``image``, ``text``) with conditional_generation
+    condition_kinds: ClassVar[frozenset[str]] = frozenset()
     checkpoint_prefix: ClassVar[str | None] = None
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     #: registered dataset that pre-training reads (e.g. "shapenet55"); None: the method does not pre-train
@@ -81,6 +127,7 @@ class Method(nn.Module):
     def __init__(self, cfg: MethodConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.stage = "pretrain"
 
     # --- pre-training -------------------------------------------------------------------------------------
     def pretrain_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -91,13 +138,27 @@ class Method(nn.Module):
         """Calling the module runs the pretext (so DDP's forward hooks see it)."""
         return self.pretrain_step(batch)
 
+    def on_stage_start(self, stage: StageConfig) -> None:
+        """Called before a pre-training stage trains (after the stage's ``train`` / ``freeze`` are applied)."""
+        self.stage = stage.name
+
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
         """Hook for schedules that live inside the method (mask-ratio ramps, EMA momentum). Default: nothing."""
 
+    def on_step(self, step: int, epoch: int) -> dict[str, float]:
+        """Called after every optimizer step (``step`` counts from 0 over the stage); returns scalars to log
+        with the epoch's means (codebook usage, perplexity). Default: nothing."""
+        return {}
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW parameter groups; a group may carry ``lr_scale`` (its lr = the schedule's lr x lr_scale).
+        Default: the reference builder's two groups (:func:`default_param_groups`)."""
+        return default_param_groups(self, weight_decay)
+
     # --- downstream ---------------------------------------------------------------------------------------
     @classmethod
-    def build_backbone(cls, cfg: MethodConfig, *, num_group: int, group_size: int, drop_path: float) -> nn.Module:
-        """The encoder that downstream protocols train: returns a module whose forward(xyz) -> EncoderOutput."""
+    def build_backbone(cls, cfg: MethodConfig, *, num_group: int, group_size: int, drop_path: float) -> Encoder:
+        """The encoder that downstream protocols train."""
         raise BenchError(f'method "{cls.name}" has no downstream encoder: it is not a representation method.')
 
     # --- generation ---------------------------------------------------------------------------------------
@@ -110,14 +171,47 @@ class Method(nn.Module):
         return cls.pretrain_dataset is not None
 
 
+def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: decayed weights, and (no decay) 1-D params, biases and ``*token*`` parameters."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        skip = param.ndim <= 1 or name.endswith(".bias") or "token" in name
+        (no_decay if skip else decay).append(param)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a protocol needs from a method: capabilities, and the condition kinds ``generate`` must accept."""
+
+    capabilities: frozenset[str] = frozenset({REPRESENTATION})
+    conditions: frozenset[str] = frozenset()
+
+
+def incompatibility(method_cls: type[Method], requirements: Requirements, suite: str) -> str | None:
+    """Why ``method_cls`` cannot run ``suite`` (one sentence), or None when it can."""
+    lacking = sorted(requirements.capabilities - method_cls.capabilities)
+    if lacking:
+        noun = "capabilities" if len(lacking) > 1 else "capability"
+        return f"{method_cls.name} cannot run suite={suite}: it lacks the {' and '.join(lacking)} {noun}"
+    conditions = sorted(requirements.conditions - method_cls.condition_kinds)
+    if conditions:
+        return (f"{method_cls.name} cannot run suite={suite}: it does not accept the {', '.join(conditions)} "
+                f"condition(s) (it accepts {', '.join(sorted(method_cls.condition_kinds)) or 'none'})")
+    return None
+
+
 @dataclass
 class JobContext:
     """Everything a protocol needs to run one job (one method x variant x seed); built by the runner.
 
-    cfg: the resolved, variant-specific config (read-only). data_root: the folder holding the suite's data set in
-    its official layout (real data or the synthetic stand-in). encoder_ckpt: pre-training weights to start from
-    (None: random init), loaded under ``method_cls.checkpoint_prefix``. workdir: where checkpoints go (resume).
-    on_epoch_end: receives each epoch's metrics (tracking). progress: display.
+    cfg: the resolved, variant-specific config (read-only; ``cfg.suite`` is the protocol's ``suite_class``).
+    data_root: the folder holding the suite's data set in its official layout (real data or the stand-in).
+    encoder_ckpt: the pre-training checkpoint to start from (None: random init); :meth:`pretrained_method` loads
+    the whole method from it. workdir: where checkpoints go (resume). on_epoch_end: receives each epoch's metrics
+    (tracking, tuning). progress: display.
     """
 
     cfg: Any
@@ -130,24 +224,37 @@ class JobContext:
     on_epoch_end: Any = None
     progress: Any = None
 
+    def pretrained_method(self) -> Method:
+        """The whole pre-trained method (all its weights, strict), for protocols that sample or probe it."""
+        from omegaconf import OmegaConf
 
-@dataclass
-class JobResult:
-    """What a protocol hands back; the runner turns it into a RunRecord."""
+        from bench.checkpoints import load_method_checkpoint
 
-    metric: str
-    higher_is_better: bool
-    epochs: list[dict[str, float]]
-    final: dict[str, float]
-    selection: dict[str, str]
-    extra: dict[str, Any] = field(default_factory=dict)
+        method = self.method_cls(OmegaConf.to_object(self.cfg.method))
+        if self.encoder_ckpt is not None:
+            load_method_checkpoint(method, self.encoder_ckpt)
+        return method
 
 
 class Protocol(abc.ABC):
-    """A kind of downstream evaluation (finetune, fewshot, partseg, semseg, svm, generation): one class each,
-    registered in ``PROTOCOLS`` under ``name``; suites name it in ``suite.protocol``."""
+    """A kind of downstream evaluation (finetune, partseg, semseg, svm, generation): one class each, registered in
+    ``PROTOCOLS`` under ``name``; suites name it in ``suite.protocol``."""
 
     name: ClassVar[str] = ""
+    requires: ClassVar[Requirements] = Requirements()
+    #: the typed ``suite`` section of suites using this protocol (its own settings are its extra fields)
+    suite_class: ClassVar[type[SuiteConfig]] = SuiteConfig
+
+    @classmethod
+    def requirements(cls, suite: Any) -> Requirements:
+        """What a method must offer to run this suite (default: :attr:`requires`; a protocol whose conditions are
+        suite settings computes them here)."""
+        return cls.requires
+
+    @classmethod
+    def check(cls, suite: Any) -> None:
+        """Validate the resolved ``suite`` section before any work starts (ConfigError naming the key)."""
+        return None
 
     @abc.abstractmethod
     def run(self, ctx: JobContext) -> JobResult:

@@ -7,8 +7,6 @@ every key. Files are read with ``torch.load(weights_only=True, map_location='cpu
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.errors import CheckpointError, OutputError
+from bench.errors import CheckpointError
+from bench.io import atomic_torch_save
 
 _WRAPPERS = ("module.", "base_model.")
 
@@ -144,28 +143,31 @@ def load_encoder_checkpoint(
 def save_pretrain_checkpoint(
     method: nn.Module, path: str | Path, epoch: int, extra: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write ``{'base_model': method.state_dict(), 'epoch': epoch, **extra}`` atomically (temp file + os.replace).
+    """Write ``{'base_model': method.state_dict(), 'epoch': epoch, **extra}`` atomically (:mod:`bench.io`).
 
-    ``extra`` must hold only tensors and plain containers, so that the file loads with ``weights_only=True``.
+    The whole method is saved (encoder, decoder, tokenizer, generator ...), so a later stage or a generation
+    protocol can start from it. ``extra`` must hold only tensors and plain containers, so that the file loads
+    with ``weights_only=True``.
     """
-    path = Path(path)
     payload: dict[str, Any] = {"base_model": method.state_dict(), "epoch": int(epoch)}
     for key, value in (extra or {}).items():
         if key in payload:
             raise ValueError(f"extra may not override '{key}' in a checkpoint")
         payload[key] = value
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_torch_save(payload, path)
+
+
+def load_method_checkpoint(method: nn.Module, path: str | Path) -> None:
+    """Load a whole-method checkpoint (ours or the authors') into ``method``, strictly: every key must match, so a
+    generation protocol never samples from a half-loaded model. CheckpointError naming the file otherwise."""
+    state = read_state_dict(path)
+    own = method.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"checkpoint {path} does not hold this whole {type(method).__name__}: missing "
+                              f"{_names(missing, 6) or 'none'}; unexpected {_names(unexpected, 6) or 'none'}; "
+                              f"shape mismatches {_names(wrong, 4) or 'none'}.")
+    method.load_state_dict(state, strict=True)

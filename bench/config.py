@@ -20,10 +20,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bench.api import REPRESENTATION
 from bench.errors import ConfigError
-from bench.registry import DATASETS, METHODS, did_you_mean, load_plugins
-from bench.schema import DATA_SOURCES, PROFILES, RECIPES, RunConfig
+from bench.registry import DATASETS, METHODS, PROTOCOLS, did_you_mean, load_plugins
+from bench.schema import DATA_SOURCES, PROFILES, RECIPES, RunConfig, TrainerConfig, check_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUITES_DIR = REPO_ROOT / "suites"
@@ -44,7 +43,7 @@ class CliRequest:
     """What the user asked for on the command line."""
 
     suites: list[str]
-    methods: list[str]
+    methods: list[str] | None  # None: method=all, every method whose capabilities each suite's protocol accepts
     profile: str | None  # None: automatic (paper on real data, demo on the synthetic stand-in)
     recipe: str
     overrides: list[str] = field(default_factory=list)
@@ -53,11 +52,6 @@ class CliRequest:
 def suite_names() -> list[str]:
     """Suites are the YAML files in ``suites/`` (file stem = suite name)."""
     return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-
-
-def representation_methods() -> list[str]:
-    load_plugins()
-    return [n for n in METHODS.names() if REPRESENTATION in METHODS.get(n).capabilities]
 
 
 def parse_cli(tokens: list[str]) -> CliRequest:
@@ -79,7 +73,9 @@ def parse_cli(tokens: list[str]) -> CliRequest:
         else:
             overrides.append(token)
     suites = _expand(selected.get("suite", ""), suite_names(), "suite")
-    methods = _expand(selected.get("method", "all"), representation_methods(), "method")
+    load_plugins()
+    method = selected.get("method", "all")
+    methods = None if method == "all" else _expand(method, METHODS.names(), "method")
     profile = selected.get("profile") or None
     if profile is not None and profile not in PROFILES:
         raise ConfigError(f'unknown profile "{profile}".{did_you_mean(profile, PROFILES)} Choose from {PROFILES}.')
@@ -148,16 +144,32 @@ def config_layers(suite: str, method: str, profile: str, recipe: str) -> list[tu
     return layers
 
 
+def protocol_name(layers: list[tuple[str, dict]], overrides: list[str]) -> str:
+    """The protocol the layers select (the last ``suite.protocol`` set; a command-line one wins)."""
+    name = "finetune"
+    for _, layer in layers:
+        name = ((layer.get("suite") or {}) if isinstance(layer, dict) else {}).get("protocol", name)
+    for token in overrides:
+        if token.startswith("suite.protocol="):
+            name = token.split("=", 1)[1]
+    return name
+
+
 def resolve(suite: str, method: str, *, profile: str, recipe: str = "method", overrides: list[str] = ()) -> DictConfig:
-    """Merge every layer over the schema; return a read-only DictConfig (``OmegaConf.to_object`` gives objects)."""
+    """Merge every layer over the schema; return a read-only DictConfig (``OmegaConf.to_object`` gives objects).
+
+    The ``suite`` section's schema is the protocol's ``suite_class`` (its own settings are keys of ``suite``), the
+    ``method`` section's the method's ``config_class``: an unknown key in either is an error."""
     load_plugins()
     method_cls = METHODS.get(method)
-    base = OmegaConf.structured(RunConfig(method=method_cls.config_class(name=method)))
-    merged = base
+    layers = config_layers(suite, method, profile, recipe)
+    protocol_cls = PROTOCOLS.get(protocol_name(layers, list(overrides)))
+    merged = OmegaConf.structured(RunConfig(method=method_cls.config_class(name=method),
+                                            suite=protocol_cls.suite_class()))
     env_root = os.environ.get("BENCH_DATA")
     if env_root:
         merged = _merge(merged, {"data": {"root": env_root}}, "environment variable BENCH_DATA")
-    for source, layer in config_layers(suite, method, profile, recipe):
+    for source, layer in layers:
         merged = _merge(merged, layer, source)
     merged = _merge(merged, {"profile": profile, "recipe": recipe}, "selectors")
     files = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{OVERRIDES_FILE}=")]
@@ -219,14 +231,29 @@ def _validate(cfg: DictConfig) -> None:
             )
     if not cfg.seeds:
         raise ConfigError("seeds is empty: give at least one seed, e.g. seeds=[0].")
-    from reports.layout import check_report  # the leaderboard's rule: columns variants|metrics, max|fold_mean
-
     check_report(to_plain(cfg.suite.report), f'suite "{cfg.suite.name}": suite.report')
+    _validate_stages(cfg)
+
+
+def _validate_stages(cfg: DictConfig) -> None:
+    """Stage names are unique and non-empty; each stage's trainer keys are TrainerConfig keys of the right type."""
+    names = [stage.name for stage in cfg.pretrain.stages]
+    if any(not name for name in names) or len(set(names)) != len(names):
+        raise ConfigError(f"pretrain.stages: every stage needs a unique, non-empty name; got {names}.")
+    for stage in cfg.pretrain.stages:
+        stage_trainer(cfg, stage)
+
+
+def stage_trainer(cfg: DictConfig, stage: Any) -> DictConfig:
+    """``pretrain.trainer`` with the stage's ``trainer`` keys merged over it, typed as TrainerConfig."""
+    base = OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg.pretrain.trainer)
+    return _merge(base, OmegaConf.to_container(stage.trainer, resolve=True), f"pretrain.stages.{stage.name}.trainer")
 
 
 def known_variants(cfg: DictConfig) -> list[str]:
     """A suite variant is a variant of its data set (objbg, ...) or a key of ``suite.variant_options`` (1k, 8k)."""
-    dataset_variants = [v for v in DATASETS.get(cfg.suite.dataset).variants if v != "default"]
+    own = DATASETS.get(cfg.suite.dataset).variants
+    dataset_variants = [v for v in own if v != "default"] or list(own)  # a set without named variants: "default"
     return dataset_variants + [v for v in cfg.suite.variant_options if v not in dataset_variants]
 
 
@@ -256,10 +283,17 @@ def config_hash(data: Any, length: int = 10) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def pretrain_identity(plain: dict[str, Any]) -> dict[str, Any]:
+    """The ``pretrain`` section as hashed: ``stages`` and ``side_data`` are left out while empty, so every
+    pre-training made before stages existed keeps its hash (and its cache folder)."""
+    return {k: v for k, v in plain.items() if not (k in ("stages", "side_data") and not v)}
+
+
 def finetune_hash(cfg: DictConfig) -> str:
     """Identity of a fine-tuning configuration, independent of seed, variant, paths and tracking."""
     plain = to_plain(cfg)
     keep = {k: plain[k] for k in ("method", "pretrain", "trainer", "suite", "recipe")}
+    keep["pretrain"] = pretrain_identity(keep["pretrain"])
     keep["suite"] = {k: v for k, v in keep["suite"].items() if k != "variants"}
     keep["method"] = {k: v for k, v in keep["method"].items() if k != "ckpt"}
     keep["ckpt"] = plain["method"].get("ckpt")
@@ -267,10 +301,20 @@ def finetune_hash(cfg: DictConfig) -> str:
 
 
 def pretrain_hash(cfg: DictConfig, data_kind: str) -> str:
-    """Identity of a pre-training run: method architecture + pretext + pre-training recipe + data kind."""
+    """Identity of an unstaged pre-training run: method architecture + pretext + recipe + data kind."""
     plain = to_plain(cfg)
     method = {k: v for k, v in plain["method"].items() if k != "ckpt"}
-    return config_hash({"method": method, "pretrain": plain["pretrain"], "data_kind": data_kind})
+    return config_hash({"method": method, "pretrain": pretrain_identity(plain["pretrain"]), "data_kind": data_kind})
+
+
+def stage_hash(cfg: DictConfig, upto: int, data_kinds: list[str]) -> str:
+    """Identity of stage ``upto`` of ``pretrain.stages``: the method, the shared ``pretrain`` settings and every
+    stage up to and including it (with their data kinds), so changing stage k re-runs stages k and later only."""
+    plain = to_plain(cfg)
+    method = {k: v for k, v in plain["method"].items() if k != "ckpt"}
+    shared = {k: v for k, v in plain["pretrain"].items() if k != "stages"}
+    chain = plain["pretrain"]["stages"][: upto + 1]
+    return config_hash({"method": method, "pretrain": shared, "stages": chain, "data_kinds": data_kinds[: upto + 1]})
 
 
 def dump_yaml(cfg: DictConfig) -> str:

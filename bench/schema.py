@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.errors import ConfigError
+
 
 @dataclass
 class TrainerConfig:
@@ -37,13 +39,40 @@ class TrainerConfig:
     amp: str = "auto"  # auto: bf16 autocast on CUDA, off on CPU | bf16 | off
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0
-    deterministic: bool = False  # torch.use_deterministic_algorithms on GPU (CPU runs are deterministic anyway)
+    # torch.use_deterministic_algorithms + CUBLAS_WORKSPACE_CONFIG=:4096:8 + no cuDNN benchmark, recorded in the
+    # record's env (CPU runs are bit-identical for the same seed anyway)
+    deterministic: bool = False
     threads: int = 0  # torch.set_num_threads; 0 leaves torch's default
 
 
 @dataclass
+class StageConfig:
+    """One stage of a staged pre-training (``pretrain.stages``), e.g. a tokenizer then a generator.
+
+    Unset fields (None, or an empty ``trainer``) take the ``pretrain`` section's value; ``trainer`` holds only the
+    keys that differ from ``pretrain.trainer``. A stage starts from the previous stage's weights (the first from
+    the seeded init). ``train``: module-name prefixes that train (empty: all); ``freeze``: prefixes that do not
+    (applied after ``train``). ``side_data``: registered side data joined to the samples by id.
+    """
+
+    name: str = ""
+    dataset: str | None = None
+    variant: str | None = None
+    whole: bool | None = None
+    transforms: list[Any] | None = None
+    side_data: list[str] = field(default_factory=list)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    train: list[str] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=list)
+
+
+@dataclass
 class PretrainConfig:
-    """Pre-training on ``dataset`` with the method's pretext (ShapeNet-55 for the Point-MAE family)."""
+    """Pre-training on ``dataset`` with the method's pretext (ShapeNet-55 for the Point-MAE family).
+
+    With ``stages`` empty this section is one implicit stage named ``pretrain``; otherwise each stage of
+    ``stages`` runs in order, inheriting what it leaves unset from here (:class:`StageConfig`).
+    """
 
     dataset: str = "shapenet55"
     variant: str = "default"
@@ -57,6 +86,8 @@ class PretrainConfig:
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(epochs=300, batch_size=128, lr=1.0e-3, grad_clip=None)
     )
+    side_data: list[str] = field(default_factory=list)
+    stages: list[StageConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -107,9 +138,46 @@ class ReportConfig:
     paper_statistic: str = "max"
 
 
+COLUMN_LAYOUTS = ("variants", "metrics")
+PAPER_STATISTICS = ("max", "fold_mean")
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """A validated ``suite.report`` (of a resolved config, or of a record's stored config)."""
+
+    columns: str = "variants"
+    metrics: tuple[str, ...] = ()
+    paper_statistic: str = "max"
+
+
+def check_report(raw: object, where: str) -> ReportSpec:
+    """Validate a ``suite.report`` mapping; ConfigError naming ``<where>.<key>`` and the allowed values."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping, got {raw!r}")
+    columns = raw.get("columns", "variants")
+    if columns not in COLUMN_LAYOUTS:
+        raise ConfigError(f"{where}.columns is {columns!r}; it must be one of {', '.join(COLUMN_LAYOUTS)}")
+    statistic = raw.get("paper_statistic", "max")
+    if statistic not in PAPER_STATISTICS:
+        raise ConfigError(f"{where}.paper_statistic is {statistic!r}; it must be one of {', '.join(PAPER_STATISTICS)}")
+    metrics = raw.get("metrics") or []
+    if not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) and m for m in metrics):
+        raise ConfigError(f"{where}.metrics must be a list of metric names, got {metrics!r}")
+    if columns == "metrics" and not metrics:
+        raise ConfigError(f"{where}.metrics is empty, but columns is 'metrics': name the metric columns "
+                          "(the first is the headline)")
+    return ReportSpec(str(columns), tuple(metrics), str(statistic))
+
+
 @dataclass
 class SuiteConfig:
-    """What a suite measures and on which data; ``variant_options`` holds per-variant overrides of these keys."""
+    """What a suite measures and on which data; ``variant_options`` holds per-variant overrides of these keys.
+
+    A protocol's own settings (voting, a validation split, whole-room evaluation, the SVM C table, generation
+    options) are the extra fields of its ``suite_class``, a subclass of this one (:class:`bench.api.Protocol`).
+    ``metric``: the headline, a name the protocol scores; its direction and unit come from the metric registry.
+    """
 
     name: str = ""
     version: int = 1
@@ -123,10 +191,8 @@ class SuiteConfig:
     group_size: int = 32
     metric: str = "acc"
     transforms: TransformsConfig = field(default_factory=TransformsConfig)
-    vote: VoteConfig = field(default_factory=VoteConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     variant_options: dict[str, Any] = field(default_factory=dict)
-    validation: float = 0.0  # > 0: this fraction of train held out (stratified, split seed 0) -> per-epoch val_acc
 
 
 @dataclass
@@ -183,7 +249,7 @@ class TuneConfig:
     space: dict[str, Any] = field(default_factory=dict)
     study: str = ""  # "": <suite>-<method>-<profile>-<variant>
     storage: str | None = None
-    direction: str = "maximize"
+    direction: str = "auto"  # auto: the direction of the registered metric behind tune.metric | maximize | minimize
     metric: str = "val_acc"
     objective: str = "best"  # best: the metric's best epoch | last: its last epoch
     val_fraction: float = 0.2  # sets suite.validation for the trials

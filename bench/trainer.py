@@ -10,9 +10,12 @@ Conventions:
 - Gradients clipped to ``grad_clip`` (L2 norm over all parameters) when set. ``reference_double_step`` adds the
   segmentation references' extra step per batch: step on the raw gradient, clip, step again (protocols.md 2.5).
 - bf16 autocast on CUDA when ``amp`` is auto/bf16; CPU runs in float32 (bit-identical for the same seed).
-- Resume: ``<workdir>/last.pt`` is written atomically after every epoch (model, optimizer, history, RNG state);
-  ``fit`` continues from it. ``best.pt`` holds the weights of the epoch with the highest ``select`` metric
-  (strictly greater than every earlier epoch, as the reference's ``better_than``).
+- Optimizer: AdamW over the model's groups (a :class:`bench.api.Method` gives its own, a group may scale the lr by
+  ``lr_scale``); a Method's ``on_epoch_start`` runs before each epoch and ``on_step`` after each optimizer step.
+- Resume: ``<workdir>/last.pt`` is written atomically after every epoch (model, optimizer, history, RNG state,
+  step count); ``fit`` continues from it. ``best.pt`` holds the weights of the epoch whose ``select`` metric is best
+  in that metric's direction (strictly better than every earlier epoch, as the reference's ``better_than``).
+- ``trainer.deterministic``: deterministic GPU kernels (:func:`make_deterministic`), stated in the record.
 - Distributed (``torchrun --nproc_per_node=K bench run ...``; :func:`init_distributed` joins the group, gloo on CPU,
   nccl on CUDA with one device per local rank): the model is wrapped in DistributedDataParallel and
   :class:`SeededDistributedSampler` shards each epoch's *single-process* order, so K ranks with a per-rank batch of
@@ -40,9 +43,22 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
+from bench.api import Method, default_param_groups
+from bench.distributed import (  # noqa: F401 - the runtime's names, re-exported for the runner and tests
+    SeededDistributedSampler,
+    barrier,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+    rank,
+    single_process_order,
+    world_size,
+)
 from bench.errors import ConfigError
+from bench.io import atomic_torch_save
+from bench.metrics.base import Direction
 from bench.progress import NullProgress, Progress
 from bench.schema import TrainerConfig
 
@@ -75,78 +91,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-# --- distributed (torchrun) --------------------------------------------------------------------------------------
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    return rank() == 0
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if is_distributed():
-        dist.barrier()
-
-
-def init_distributed() -> bool:
-    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment).
-
-    Backend: nccl when CUDA is available (device ``LOCAL_RANK``), gloo otherwise. Returns whether this process is
-    part of a group of more than one; a single process (no torchrun) is left alone.
-    """
-    if is_distributed():
-        return world_size() > 1
-    if not dist.is_available() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return True
-
-
-def single_process_order(n: int, batch_size: int, seed: int, epoch: int) -> list[int]:
-    """Indices of epoch ``epoch`` in the order a single process's shuffled DataLoader draws them (drop_last).
-
-    Drawn through that very DataLoader (over ``range(n)``, same generator seed), so it is the same order by
-    construction, whatever the DataLoader draws from the generator before shuffling.
-    """
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    loader = DataLoader(range(n), batch_size=batch_size, shuffle=True, generator=generator, drop_last=True)
-    return [int(i) for batch in loader for i in batch]
-
-
-class SeededDistributedSampler(DistributedSampler):
-    """Rank ``r``'s share of the single-process order: each global batch of ``global_batch`` indices is cut into
-    ``num_replicas`` consecutive slices of ``global_batch / num_replicas``; rank r takes slice r. Call ``set_epoch``.
-    """
-
-    def __init__(self, dataset: Dataset, global_batch: int, seed: int, num_replicas: int, rank: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        self.global_batch = global_batch
-        self.local_batch = global_batch // num_replicas
-        self.num_samples = len(dataset) // global_batch * self.local_batch  # type: ignore[arg-type]
-        self.total_size = self.num_samples * num_replicas
-
-    def __iter__(self):
-        order = single_process_order(len(self.dataset), self.global_batch, self.seed, self.epoch)  # type: ignore
-        steps = len(order) // self.global_batch
-        shards = torch.tensor(order, dtype=torch.long).view(steps, self.num_replicas, self.local_batch)
-        return iter(shards[:, self.rank].reshape(-1).tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
 def lr_at(epoch: int, cfg: TrainerConfig) -> float:
     """timm CosineLRScheduler(t_initial=epochs, warmup_t, warmup_lr_init, lr_min) value at epoch ``epoch``."""
     if epoch < cfg.warmup_epochs:
@@ -157,21 +101,31 @@ def lr_at(epoch: int, cfg: TrainerConfig) -> float:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups: decayed weights, and (no decay) 1-D params, biases and ``*token*`` parameters."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        skip = param.ndim <= 1 or name.endswith(".bias") or "token" in name
-        (no_decay if skip else decay).append(param)
-    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+    """AdamW groups: a Method's own (:meth:`bench.api.Method.param_groups`), else the reference builder's two."""
+    if isinstance(model, Method):
+        return model.param_groups(weight_decay)
+    return default_param_groups(model, weight_decay)
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class Selection:
+    """Which epoch ``best.pt`` keeps: the one whose ``key`` (an epoch-row entry, e.g. ``test_acc``) is best in the
+    metric's ``direction`` (strictly better than every earlier epoch, as the reference's ``better_than``)."""
+
+    key: str
+    direction: Direction
+
+
+def make_deterministic(enabled: bool) -> bool:
+    """``trainer.deterministic``: deterministic kernels (``torch.use_deterministic_algorithms``, cuBLAS workspace
+    ``:4096:8``, cuDNN without benchmarking); returns whether it is on, for the record. Off leaves torch as is."""
+    if not enabled:
+        return False
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    return True
 
 
 class Trainer:
@@ -196,6 +150,8 @@ class Trainer:
         self.progress = (progress or NullProgress()) if self.is_main else NullProgress()
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        self.deterministic = make_deterministic(cfg.deterministic)
+        self.step_count = 0
 
     # --- public ----------------------------------------------------------------------------------------------
     def fit(
@@ -204,9 +160,10 @@ class Trainer:
         train_set: Dataset,
         step_fn: StepFn,
         evaluate: EvalFn | None = None,
-        select: str | None = None,
+        select: Selection | None = None,
         on_epoch_end: EpochHook | None = None,
     ) -> TrainResult:
+        """Train ``cfg.epochs`` epochs (resuming from ``last.pt``); ``best.pt`` follows ``select``."""
         seed_everything(self.seed)
         model.to(self.device)
         optimizer = torch.optim.AdamW(param_groups(model, self.cfg.weight_decay), lr=self.cfg.lr)
@@ -243,8 +200,8 @@ class Trainer:
     def _train_epoch(self, wrapped, model, train_set, optimizer, step_fn, epoch: int) -> dict[str, float]:
         lr = lr_at(epoch, self.cfg)
         for group in optimizer.param_groups:
-            group["lr"] = lr
-        if hasattr(model, "on_epoch_start"):
+            group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
+        if isinstance(model, Method):
             model.on_epoch_start(epoch, self.cfg.epochs)
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
@@ -266,8 +223,11 @@ class Trainer:
             if self.cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
             optimizer.step()
+            if isinstance(model, Method):
+                out = {**out, **model.on_step(self.step_count, epoch)}
+            self.step_count += 1
             for key, value in out.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
+                sums[key] = sums.get(key, 0.0) + float(value.detach() if isinstance(value, Tensor) else value)
             batches += 1
         if self.distributed:
             sums = self._mean_over_ranks(sums)
@@ -326,10 +286,10 @@ class Trainer:
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def _track_best(self, model, row, select, result: TrainResult, epoch: int) -> None:
-        if select is None or select not in row:
+        if select is None or select.key not in row:
             return
-        value = row[select]
-        if result.best_value is None or value > result.best_value:
+        value = row[select.key]
+        if select.direction.better(value, result.best_value):
             result.best_value, result.best_epoch = value, epoch
             path = self._path("best.pt")
             if path is not None and self.is_main:
@@ -346,6 +306,7 @@ class Trainer:
             "history": result.history,
             "best_epoch": result.best_epoch,
             "best_value": result.best_value,
+            "step_count": self.step_count,
             "torch_rng": torch.get_rng_state(),
         }
         atomic_torch_save(state, path)
@@ -359,6 +320,7 @@ class Trainer:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        self.step_count = int(state.get("step_count", 0))
         return {k: state[k] for k in fresh}
 
     def _path(self, name: str) -> Path | None:

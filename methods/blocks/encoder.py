@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.api import EncoderOutput
+from bench.api import Encoder, EncoderOutput
 from bench.errors import ConfigError
 from methods.blocks.grouping import PatchGrouper
 from methods.blocks.patch_embed import PatchEmbed
@@ -68,7 +68,7 @@ class EncoderConfig:
             raise ConfigError(f"encoder.depth must be >= 1, got {self.depth}")
 
 
-class PointEncoder(nn.Module):
+class PointEncoder(Encoder):
     """Grouping + patch embedding + pos-embed + transformer + final LayerNorm; forward(xyz) -> EncoderOutput."""
 
     def __init__(
@@ -110,6 +110,15 @@ class PointEncoder(nn.Module):
     @property
     def group_size(self) -> int:
         return self.group_divider.group_size
+
+    def drop_cls_token(self) -> None:
+        """Remove ``cls_token`` / ``cls_pos`` (segmentation models have none)."""
+        self.cls_token = None
+        self.cls_pos = None
+
+    def norm_hidden(self, hidden: Tensor) -> Tensor:
+        """The final LayerNorm, as the reference segmentation model applies it to blocks 4, 8 and 12."""
+        return self.norm(hidden)
 
     def forward(self, xyz: Tensor, hidden_blocks: Sequence[int] = ()) -> EncoderOutput:
         """(B, N, 3) -> EncoderOutput; ``hidden_blocks`` are 0-based block indices (negative counts from the end)."""

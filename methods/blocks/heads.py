@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bench.api import Encoder
+from bench.checkpoints import unwrap_state_dict
 from bench.errors import CheckpointError
-from methods.blocks.checkpoint import unwrap_state_dict
 from methods.blocks.transformer import init_vit_weights
 
 OFFICIAL_HEAD_PREFIX = "cls_head_finetune."
@@ -44,11 +45,10 @@ class PointClassifier(nn.Module):
 
     def __init__(self, backbone: nn.Module, num_classes: int) -> None:
         super().__init__()
-        width = getattr(backbone, "out_dim", None)
-        if not isinstance(width, int):
-            raise TypeError(f"{type(backbone).__name__} has no integer `out_dim`; PointClassifier needs its width")
+        if not isinstance(backbone, Encoder):
+            raise TypeError(f"{type(backbone).__name__} is not a bench.api.Encoder; PointClassifier needs its width")
         self.backbone = backbone
-        self.head = ClassificationHead(2 * width, num_classes)
+        self.head = ClassificationHead(2 * backbone.out_dim, num_classes)
 
     def features(self, xyz: Tensor) -> Tensor:
         """(B, N, 3) -> (B, 2C) pooled feature the head classifies."""

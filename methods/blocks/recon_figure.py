@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry (see the module docstring)."""
     from omegaconf import OmegaConf
 
+    from bench.checkpoints import read_state_dict
     from bench.config import resolve
-    from methods.blocks.checkpoint import read_state_dict
     from methods.point_madi import PointMaDi
 
     parser = argparse.ArgumentParser(prog="python -m methods.blocks.recon_figure", description=__doc__.split("\n")[0])

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.api import Encoder
 from extensions import ops
 
 #: the reference's blocks for depth 12 (``fetch_idx = [3, 7, 11]``)
@@ -180,17 +181,14 @@ class PointSegmenter(nn.Module):
         **head_options,
     ) -> None:
         super().__init__()
-        width = getattr(backbone, "out_dim", None)
-        if not isinstance(width, int):
-            raise TypeError(f"{type(backbone).__name__} has no integer `out_dim`; PointSegmenter needs its width")
+        if not isinstance(backbone, Encoder):
+            raise TypeError(f"{type(backbone).__name__} is not a bench.api.Encoder; PointSegmenter needs its width "
+                            "and depth")
+        width = backbone.out_dim
         if blocks is None:
-            depth = getattr(backbone, "depth", None)
-            if not isinstance(depth, int):
-                raise TypeError(f"{type(backbone).__name__} has no integer `depth`; pass `blocks` explicitly")
-            blocks = segmentation_blocks(depth)
-        if not keep_cls_token and isinstance(getattr(backbone, "cls_token", None), nn.Parameter):
-            backbone.cls_token = None
-            backbone.cls_pos = None
+            blocks = segmentation_blocks(backbone.depth)
+        if not keep_cls_token:
+            backbone.drop_cls_token()
         self.backbone = backbone
         self.blocks = [int(b) for b in blocks]
         self.head = SegmentationHead(
@@ -200,6 +198,5 @@ class PointSegmenter(nn.Module):
 
     def forward(self, points: Tensor, category: Tensor | None = None) -> Tensor:
         out = self.backbone(points[..., :3].contiguous(), hidden_blocks=self.blocks)
-        norm = getattr(self.backbone, "norm", None)
-        levels = [norm(h) for h in out.hidden] if isinstance(norm, nn.Module) else list(out.hidden)
+        levels = [self.backbone.norm_hidden(h) for h in out.hidden]
         return self.head(points, out.centers, levels, category)

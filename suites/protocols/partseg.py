@@ -25,7 +25,6 @@ epochs (the reference logs "Best class avg mIOU" and "Best inctance avg mIOU" tr
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,15 +34,28 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from bench.api import JobContext, JobResult, Protocol
+from bench.api import REPRESENTATION, JobContext, Protocol, Requirements
 from bench.data.base import TransformedDataset
 from bench.data.transforms import build_transform
 from bench.errors import ConfigError, DataError
 from bench.registry import DATASETS, METRICS, PROTOCOLS
-from bench.trainer import Trainer
+from bench.results import JobResult
+from bench.trainer import Selection
 from methods.blocks.seg_head import PointSegmenter
-from suites.protocols.common import job_backbone, load_pretrained
-from suites.protocols.finetune import CachedSamples, Finetune, chain, check_point_budget
+from suites.protocols.toolkit import (
+    CachedSamples,
+    chain,
+    check_point_budget,
+    curve_result,
+    eval_batch_size,
+    eval_mode,
+    job_backbone,
+    job_dataset,
+    load_pretrained,
+    make_trainer,
+    prepared,
+    spec_of,
+)
 
 TRAIN_SPLIT, TEST_SPLIT = "trainval", "test"
 #: offset of the test-resample seed, so its draws never coincide with the training views' (seed, epoch, index)
@@ -68,8 +80,8 @@ SELECTION = {
 
 
 def category_parts(dataset: str) -> list[list[int]]:
-    """The registered data set's per-category global part ids (its ``category_parts`` class attribute)."""
-    parts = getattr(DATASETS.get(dataset), "category_parts", None)
+    """The registered data set's per-category global part ids (its declared ``category_parts``)."""
+    parts = DATASETS.get(dataset).category_parts
     if not parts:
         raise ConfigError(f"suite.dataset={dataset!r} has no per-category part ranges (`category_parts`): the "
                           "partseg protocol needs a part-segmentation data set such as shapenetpart.")
@@ -108,37 +120,49 @@ class Scores:
 @PROTOCOLS.register("partseg")
 class PartSeg(Protocol):
     name = "partseg"
+    requires = Requirements(frozenset({REPRESENTATION}))
 
     def run(self, ctx: JobContext) -> JobResult:
         suite = ctx.cfg.suite
-        names = self.check(suite)
+        names = self.metric_names(suite)
         parts = category_parts(suite.dataset)
-        train_set = Finetune.dataset(ctx, TRAIN_SPLIT, chain(suite.transforms.train) + chain(suite.transforms.augment))
-        shapes = Finetune.prepared(ctx, TEST_SPLIT, [])
+        train_set = job_dataset(ctx, TRAIN_SPLIT, chain(suite.transforms.train) + chain(suite.transforms.augment))
+        shapes = prepared(ctx, TEST_SPLIT, [])
         views = TransformedDataset(shapes, build_transform(chain(suite.transforms.test)), RESAMPLE_SEED + ctx.seed)
         model, load_report = self.build_model(ctx, len(parts))
-        trainer = Trainer(
-            ctx.cfg.trainer, seed=ctx.seed, workdir=Path(ctx.workdir), progress=ctx.progress,
-            desc=f"{suite.name}/{ctx.variant} {ctx.method_cls.name} seed {ctx.seed}",
-        )
-        batch = ctx.cfg.trainer.eval_batch_size or 2 * ctx.cfg.trainer.batch_size
+        trainer = make_trainer(ctx)
+        batch = eval_batch_size(ctx.cfg.trainer)
 
         def evaluate(m: nn.Module, epoch: int) -> dict[str, float]:
             views.set_epoch(epoch)
             return self.evaluate(m, views, shapes, parts, trainer.device, batch)
 
-        result = trainer.fit(model, train_set, self.step, evaluate, select=f"test_{suite.metric}",
-                             on_epoch_end=ctx.on_epoch_end)  # fmt: skip
-        final = self.summarize(result.history, result.best_epoch, suite.metric, names)
+        headline = SCORES[suite.metric][1]
+        select = Selection(f"test_{suite.metric}", spec_of(headline).direction)
+        result = trainer.fit(model, train_set, self.step, evaluate, select=select, on_epoch_end=ctx.on_epoch_end)
+        results = [curve_result(n, SCORES[n][1], result.history, result.best_epoch if n == suite.metric else None,
+                                self.rules(n, suite.metric)) for n in names]
         deviations = [*([] if ctx.cfg.trainer.reference_double_step else [DOUBLE_STEP]), *DEVIATIONS]
         extra = {"checkpoint_load": load_report, "resumed_from_epoch": result.resumed_from,
                  "blocks": list(model.blocks), "deviations": deviations}  # fmt: skip
-        return JobResult(suite.metric, True, result.history, final, dict(SELECTION), extra)
+        return JobResult(results, result.history, extra)
 
     # --- pieces -------------------------------------------------------------------------------------------
     @staticmethod
-    def check(suite: Any) -> list[str]:
-        """Validate the suite for this protocol; return the metric names of ``final`` (headline first)."""
+    def rules(name: str, headline: str) -> dict[str, str]:
+        """Selection wording of metric ``name``'s ``last`` / ``best`` (each best its own max over epochs)."""
+        if name == headline:
+            return {"last": SELECTION["last"], "best": SELECTION["best"]}
+        where = SELECTION["<m>_all"].replace("metric m", name) if name.endswith("_all") else f"test {name}"
+        return {"last": f"{where} after the last epoch", "best": SELECTION["<m>_best"].replace("metric m", name)}
+
+    @classmethod
+    def check(cls, suite: Any) -> None:
+        cls.metric_names(suite)
+
+    @staticmethod
+    def metric_names(suite: Any) -> list[str]:
+        """Validate the suite for this protocol; return the reported metric names (headline first)."""
         check_point_budget(suite)
         names = list(OmegaConf.to_container(suite.report.metrics, resolve=True) or [suite.metric])
         unknown = [n for n in [suite.metric, *names] if n not in SCORES]
@@ -148,10 +172,6 @@ class PartSeg(Protocol):
         if names[0] != suite.metric:
             raise ConfigError(f"suite {suite.name}: suite.report.metrics must start with the headline suite.metric="
                               f"{suite.metric!r}, got {names}.")
-        if suite.vote.enabled:
-            raise ConfigError(f"suite {suite.name}: the partseg protocol has no voting; set suite.vote.enabled=false.")
-        if getattr(suite, "validation", 0) > 0:
-            raise ConfigError(f"suite {suite.name}: suite.validation is not supported by the partseg protocol.")
         return names
 
     @staticmethod
@@ -171,15 +191,14 @@ class PartSeg(Protocol):
     def evaluate(cls, model: nn.Module, views: Dataset, shapes: CachedSamples, parts: list[list[int]],
                  device: torch.device, batch_size: int) -> dict[str, float]:  # fmt: skip
         """Test metrics on the resampled views and on every point of the whole shapes, in eval mode."""
-        was_training = model.training
-        model.eval()
         scores = {"resample": Scores(parts), "all": Scores(parts)}
-        for batch in DataLoader(views, batch_size=batch_size, shuffle=False):
-            cls.score(model, batch, scores["resample"], device)
-        for idx in cls.whole_batches(model, shapes, batch_size):
-            batch = {k: torch.as_tensor(np.stack([shapes.samples[i][k] for i in idx])) for k in ("xyz", "seg", "label")}
-            cls.score(model, batch, scores["all"], device)
-        model.train(was_training)
+        with eval_mode(model):
+            for batch in DataLoader(views, batch_size=batch_size, shuffle=False):
+                cls.score(model, batch, scores["resample"], device)
+            for idx in cls.whole_batches(model, shapes, batch_size):
+                batch = {k: torch.as_tensor(np.stack([shapes.samples[i][k] for i in idx]))
+                         for k in ("xyz", "seg", "label")}
+                cls.score(model, batch, scores["all"], device)
         computed = {source: s.compute() for source, s in scores.items()}
         return {f"test_{name}": computed[source][metric] for name, (source, metric) in SCORES.items()}
 
@@ -191,24 +210,9 @@ class PartSeg(Protocol):
     @staticmethod
     def whole_batches(model: nn.Module, shapes: CachedSamples, batch_size: int) -> list[list[int]]:
         sizes = [len(s["xyz"]) for s in shapes.samples]
-        grouper = getattr(model.backbone, "group_divider", None)
-        need = max(grouper.num_group, grouper.group_size) if grouper is not None else 0
+        need = max(model.backbone.num_group, model.backbone.group_size)
         if sizes and min(sizes) < need:
             small = int(np.argmin(sizes))
             raise DataError(f"test shape {small} has {sizes[small]} points, fewer than suite.num_group / group_size "
                             f"({need}): it cannot be evaluated on all of its points.")
         return size_batches(sizes, batch_size)
-
-    @staticmethod
-    def summarize(history: list[dict[str, float]], best_epoch: int | None, headline: str,
-                  names: list[str]) -> dict[str, float]:  # fmt: skip
-        values = [row[f"test_{headline}"] for row in history]
-        final = {
-            "last": values[-1],
-            "best": max(values),
-            "best_epoch": float(best_epoch if best_epoch is not None else int(np.argmax(values))),
-        }
-        for name in names:
-            series = [row[f"test_{name}"] for row in history]
-            final[f"{name}_last"], final[f"{name}_best"] = series[-1], max(series)
-        return final

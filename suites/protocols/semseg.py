@@ -9,21 +9,22 @@ Per job (one method x variant x seed):
 - every epoch: block metrics on the test area's random blocks (the reference's "chopped scenes"; the blocks are
   drawn ONCE with seed 0, so every epoch and every job scores the same blocks, where the reference redraws them
   each epoch), from one global confusion matrix (:mod:`bench.metrics.scene`);
-- whole-room (when ``suite.vote.enabled``): every point of every test room, by sliding ``block_size`` blocks with
+- whole-room (when ``suite.whole_room``): every point of every test room, by sliding ``block_size`` blocks with
   ``stride`` over the room (``dataset_options``); each block is cut into chunks of ``npoints`` (points shuffled,
   the last chunk padded with repeats of the block's points), x / y centred on the block centre, and each point's
   logits are SUMMED over the blocks holding it (padding repeats add no vote); prediction = argmax of the sum.
   Rooms and blocks are streamed: memory is O(room points x classes), nothing pairwise over a room.
 
-``final``: ``last`` / ``best`` / ``best_epoch`` of the headline block mIoU; ``<m>_last`` and ``<m>_best`` for
-``m`` in miou, macc, oa (``_best`` = at the best-mIoU epoch, so one row is one checkpoint) and, with whole-room,
-``room_<m>_last`` (last model) and ``room_<m>_best`` (the best-block-mIoU checkpoint).
+Results: ``miou`` (headline), ``macc``, ``oa`` with ``last`` (honest) and ``best`` (paper: at the best-mIoU epoch,
+so one row is one checkpoint; the headline also has ``best_epoch``) and, with whole-room, ``room_<m>`` with
+``last`` (the last model) and ``best`` (the best-block-mIoU checkpoint). Registered metrics: ``miou``,
+``scene_macc``, ``scene_oa`` (:mod:`bench.metrics.scene`).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,17 +33,37 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from bench.api import JobContext, JobResult, Protocol
+from bench.api import REPRESENTATION, JobContext, Protocol, Requirements
 from bench.data.s3dis import room_blocks
 from bench.errors import ConfigError
-from bench.metrics.scene import scene_scores
-from bench.registry import PROTOCOLS
-from bench.trainer import Trainer
+from bench.metrics.scene import SCENE_METRICS, scene_scores
+from bench.registry import METRICS, PROTOCOLS
+from bench.results import HONEST, INFO, PAPER, JobResult, MetricResult, Statistic
+from bench.schema import SuiteConfig
+from bench.trainer import Selection
 from methods.blocks.seg_head import PointSegmenter
-from suites.protocols.common import job_backbone, load_pretrained
-from suites.protocols.finetune import Finetune, chain, check_point_budget
+from suites.protocols.toolkit import (
+    chain,
+    check_point_budget,
+    eval_batch_size,
+    eval_mode,
+    job_backbone,
+    job_dataset,
+    load_pretrained,
+    make_trainer,
+    spec_of,
+)
 
 SCORES = ("miou", "macc", "oa")
+
+
+@dataclass
+class SemSegSuite(SuiteConfig):
+    """The semseg protocol's settings: whole-room evaluation of the last and the best checkpoint."""
+
+    whole_room: bool = True
+
+
 SELECTION = {
     "best": "max over epochs of test-block mIoU (test-set selection, as the papers report)",
     "last": "test-block mIoU after the last epoch (no selection)",
@@ -53,9 +74,10 @@ SELECTION = {
 
 
 def confusion(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
-    """(C, C) int64 counts, rows target, columns prediction."""
-    flat = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()
-    return torch.bincount(flat.cpu(), minlength=num_classes**2).reshape(num_classes, num_classes)
+    """(C, C) int64 counts, rows target, columns prediction, through the registered confusion-matrix metric."""
+    metric = METRICS.get("miou")(num_classes)
+    metric.update(pred.cpu(), target.cpu())
+    return metric.counts
 
 
 @torch.no_grad()
@@ -96,20 +118,30 @@ def whole_room_logits(model: nn.Module, xyz: np.ndarray, num_point: int, num_cla
 @PROTOCOLS.register("semseg")
 class SemSeg(Protocol):
     name = "semseg"
+    requires = Requirements(frozenset({REPRESENTATION}))
+    suite_class = SemSegSuite
+
+    @classmethod
+    def check(cls, suite: Any) -> None:
+        check_point_budget(suite)
+        if suite.metric != "miou":
+            raise ConfigError(f"suite {suite.name}: the semseg protocol's headline is miou, not "
+                              f"suite.metric={suite.metric!r}.")
 
     def run(self, ctx: JobContext) -> JobResult:
         suite = ctx.cfg.suite
-        check_point_budget(suite)
-        if getattr(suite, "validation", 0):
-            raise ConfigError("suite.validation: the semseg protocol has no held-out validation split; set it to 0.")
-        train_set = Finetune.dataset(ctx, "train", chain(suite.transforms.train) + chain(suite.transforms.augment))
-        test_set = Finetune.dataset(ctx, "test", chain(suite.transforms.test))
+        self.check(suite)
+        train_set = job_dataset(ctx, "train", chain(suite.transforms.train) + chain(suite.transforms.augment))
+        test_set = job_dataset(ctx, "test", chain(suite.transforms.test))
         test_set.seed = 0  # the same test blocks for every epoch, seed and method
         model, load_report = self.build_model(ctx)
-        trainer = Trainer(ctx.cfg.trainer, seed=ctx.seed, workdir=Path(ctx.workdir), progress=ctx.progress,
-                          desc=f"{suite.name}/{ctx.variant} {ctx.method_cls.name} seed {ctx.seed}")  # fmt: skip
-        weights = torch.as_tensor(train_set.dataset.labelweights, dtype=torch.float32)
-        eval_bs = ctx.cfg.trainer.eval_batch_size or 2 * ctx.cfg.trainer.batch_size
+        trainer = make_trainer(ctx)
+        class_weights = train_set.dataset.class_weights()
+        if class_weights is None:
+            raise ConfigError(f"suite {suite.name}: data set {suite.dataset} declares no class weights (the semseg "
+                              "loss is weighted by them)")
+        weights = torch.as_tensor(class_weights, dtype=torch.float32)
+        eval_bs = eval_batch_size(ctx.cfg.trainer)
 
         def step(m: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
             logits = m(batch["xyz"])
@@ -123,16 +155,17 @@ class SemSeg(Protocol):
             counts = self.block_confusion(m, test_set, suite.num_classes, trainer.device, eval_bs)
             return {f"test_{k}": v for k, v in scene_scores(counts).items()}
 
-        result = trainer.fit(model, train_set, step, evaluate, select="test_miou", on_epoch_end=ctx.on_epoch_end)
-        final = self.summarize(result.history, result.best_epoch)
+        select = Selection("test_miou", spec_of("miou").direction)
+        result = trainer.fit(model, train_set, step, evaluate, select=select, on_epoch_end=ctx.on_epoch_end)
+        results = self.block_results(result.history, result.best_epoch)
         extra: dict[str, Any] = {"checkpoint_load": load_report, "resumed_from_epoch": result.resumed_from,
                                  "label_weights": [float(w) for w in weights]}  # fmt: skip
-        for stat in ("last", "best") if suite.vote.enabled else ():
-            if stat == "best":
-                extra["room_best_is_last_model"] = not trainer.load_best(model)
-            scores = self.whole_room(ctx, model, test_set.dataset, trainer.device, eval_bs)
-            final.update({f"room_{k}_{stat}": v for k, v in scores.items()})
-        return JobResult("miou", True, result.history, final, dict(SELECTION), extra)
+        if suite.whole_room:
+            rooms = {"last": self.whole_room(ctx, model, test_set.dataset, trainer.device, eval_bs)}
+            extra["room_best_is_last_model"] = not trainer.load_best(model)
+            rooms["best"] = self.whole_room(ctx, model, test_set.dataset, trainer.device, eval_bs)
+            results += self.room_results(rooms)
+        return JobResult(results, result.history, extra)
 
     @staticmethod
     def build_model(ctx: JobContext) -> tuple[PointSegmenter, dict | None]:
@@ -144,38 +177,49 @@ class SemSeg(Protocol):
     @torch.no_grad()
     def block_confusion(model: nn.Module, dataset, num_classes: int, device, batch_size: int) -> Tensor:
         """Global confusion over every point of every test block (short last batch included)."""
-        was_training = model.training
-        model.eval()
         counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            pred = model(batch["xyz"].to(device)).argmax(-1)
-            counts += confusion(pred, batch["seg"], num_classes)
-        model.train(was_training)
+        with eval_mode(model):
+            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                pred = model(batch["xyz"].to(device)).argmax(-1)
+                counts += confusion(pred, batch["seg"], num_classes)
         return counts
 
     @staticmethod
     def whole_room(ctx: JobContext, model: nn.Module, dataset, device, batch_size: int) -> dict[str, float]:
         """Whole-room miou / macc / oa over every point of the test rooms, room by room (seeded per room)."""
         suite = ctx.cfg.suite
-        was_training = model.training
-        model.eval()
         counts = torch.zeros(suite.num_classes, suite.num_classes, dtype=torch.long)
-        for r, (_, xyz, labels) in enumerate(dataset.rooms()):
-            total, _ = whole_room_logits(
-                model, xyz, suite.npoints, suite.num_classes, block_size=dataset.options["block_size"],
-                stride=dataset.options["stride"], batch_size=batch_size, device=device,
-                rng=np.random.default_rng([ctx.seed, r]),
-            )
-            counts += confusion(total.argmax(-1), torch.from_numpy(labels.astype(np.int64)), suite.num_classes)
-        model.train(was_training)
+        with eval_mode(model):
+            for r, (_, xyz, labels) in enumerate(dataset.rooms()):
+                total, _ = whole_room_logits(
+                    model, xyz, suite.npoints, suite.num_classes, block_size=dataset.options["block_size"],
+                    stride=dataset.options["stride"], batch_size=batch_size, device=device,
+                    rng=np.random.default_rng([ctx.seed, r]),
+                )
+                counts += confusion(total.argmax(-1), torch.from_numpy(labels.astype(np.int64)), suite.num_classes)
         return scene_scores(counts)
 
     @staticmethod
-    def summarize(history: list[dict[str, float]], best_epoch: int | None) -> dict[str, float]:
+    def block_results(history: list[dict[str, float]], best_epoch: int | None) -> list[MetricResult]:
+        """miou / macc / oa: ``last`` and ``best`` (at the best-mIoU epoch); the headline also ``best_epoch``."""
         mious = [row["test_miou"] for row in history]
         best = best_epoch if best_epoch is not None else int(np.argmax(mious))
-        final = {"last": mious[-1], "best": max(mious), "best_epoch": float(best)}
+        results = []
         for key in SCORES:
-            final[f"{key}_last"] = history[-1][f"test_{key}"]
-            final[f"{key}_best"] = history[best][f"test_{key}"]
-        return final
+            stats = {"last": Statistic(history[-1][f"test_{key}"], SELECTION["last"], HONEST),
+                     "best": Statistic(history[best][f"test_{key}"], SELECTION["best"] if key == "miou" else
+                                       SELECTION["<m>_best"], PAPER)}
+            if key == "miou":
+                stats["best_epoch"] = Statistic(float(best), "epoch of the best test-block mIoU", INFO)
+            results.append(MetricResult.of(spec_of(SCENE_METRICS[key]), stats, name=key))
+        return results
+
+    @staticmethod
+    def room_results(rooms: dict[str, dict[str, float]]) -> list[MetricResult]:
+        """room_miou / room_macc / room_oa of the last model (honest) and the best-block-mIoU checkpoint (paper)."""
+        results = []
+        for key in SCORES:
+            stats = {"last": Statistic(rooms["last"][key], SELECTION["room_<m>_last"], HONEST),
+                     "best": Statistic(rooms["best"][key], SELECTION["room_<m>_best"], PAPER)}
+            results.append(MetricResult.of(spec_of(SCENE_METRICS[key]), stats, name=f"room_{key}"))
+        return results

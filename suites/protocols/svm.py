@@ -9,19 +9,22 @@ Per job (one method x variant x seed):
   ViT-S); for encoders without a cls output, concat(max, mean) over patch tokens (Point-M2AE). Point-MAE's
   pre-training has no cls token, so its cls output comes from the backbone's seeded random cls token;
 - classifier: ``sklearn.svm.LinearSVC(C)`` (squared hinge, one-vs-rest, ``dual=True`` as the references' sklearn
-  default, ``random_state`` = the job seed), fitted for every C of the grid (:data:`C_GRID` plus the reference C).
+  default, ``random_state`` = the job seed), fitted for every C of ``suite.c_grid`` plus the reference C.
 
 ``epochs``: one row per C (ascending): ``C``, ``val_acc`` (fit on train minus a held-out part, scored on that part)
 and ``test_acc`` (fit on all of train, scored on test). ``final``:
 - ``last`` (honest): ``test_acc`` of the C with the best ``val_acc`` (ties: the smaller C). The held-out part is
-  ``HOLDOUT`` of each train class (:func:`suites.protocols.finetune.stratified_split`, split seed = the job seed);
-- ``best`` (paper): ``test_acc`` at the data set's fixed reference C (:data:`REFERENCE_C`), the published practice;
+  ``suite.validation`` of each train class (:func:`suites.protocols.toolkit.stratified_split`, split seed = the job
+  seed);
+- ``best`` (paper): ``test_acc`` at the data set's fixed reference C (``suite.reference_c``, in the suite yaml with
+  its source), the published practice;
 - ``grid_best``: max over the grid of ``test_acc`` (pure test-set selection); ``c_selected``, ``c_reference``.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,30 +32,50 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from bench.api import EncoderOutput, JobContext, JobResult, Protocol
+from bench.api import REPRESENTATION, EncoderOutput, JobContext, Protocol, Requirements
 from bench.errors import ConfigError
 from bench.registry import PROTOCOLS
+from bench.results import HONEST, INFO, PAPER, JobResult, MetricResult, Statistic
+from bench.schema import SuiteConfig
 from bench.trainer import resolve_device
-from suites.protocols.common import job_backbone, load_pretrained
-from suites.protocols.finetune import CachedSamples, Finetune, chain, check_point_budget, stratified_split
+from suites.protocols.toolkit import (
+    CachedSamples,
+    chain,
+    check_point_budget,
+    eval_batch_size,
+    job_backbone,
+    load_pretrained,
+    predict,
+    prepared,
+    spec_of,
+    stratified_split,
+)
 
-#: data set -> (fixed C of the reference, where it comes from)
-REFERENCE_C: dict[str, tuple[float, str]] = {
-    "modelnet40": (0.075, "ReCon tools/runner_svm.py LinearSVC(C=0.075), ModelNet40"),
-    "scanobjectnn": (0.042, "Point-M2AE tools/runner_test_svm.py C=0.042, ScanObjectNN OBJ_BG"),
-}
-#: C values tried besides the reference one (log-spaced over the range the references use)
-C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-#: fraction of each train class held out to choose C (honest statistic)
-HOLDOUT = 0.2
 
-SELECTION = {
-    "last": f"test accuracy with C chosen on a held-out {HOLDOUT:.0%} of train (stratified), refit on all of train",
-    "best": "test accuracy with the reference's fixed C for the data set (published practice)",
-    "grid_best": "max over the C grid of test accuracy (test-set selection)",
-}
+@dataclass
+class ReferenceC:
+    """A data set's fixed C in the reference code, and where it comes from."""
+
+    c: float = 0.0
+    source: str = ""
+
+
+@dataclass
+class SVMSuite(SuiteConfig):
+    """The svm protocol's settings: the references' fixed C per data set, the C grid, the hold-out to choose C."""
+
+    reference_c: dict[str, ReferenceC] = field(default_factory=dict)
+    c_grid: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
+    validation: float = 0.2  # fraction of each train class held out to choose C (honest; bench tune sets it)
+
+
+def selection(holdout: float) -> dict[str, str]:
+    return {
+        "last": f"test accuracy with C chosen on a held-out {holdout:.0%} of train (stratified), refit on all of train",
+        "best": "test accuracy with the reference's fixed C for the data set (published practice)",
+        "grid_best": "max over the C grid of test accuracy (test-set selection)",
+    }
 
 
 def svm_feature(out: EncoderOutput) -> Tensor:
@@ -64,12 +87,10 @@ def svm_feature(out: EncoderOutput) -> Tensor:
     return torch.cat([out.cls.float(), peak + mean], dim=-1)
 
 
-@torch.no_grad()
-def encode(backbone: nn.Module, samples: CachedSamples, device: torch.device, batch_size: int = 64) -> np.ndarray:
+def encode(backbone: nn.Module, samples: CachedSamples, device: torch.device, batch_size: int) -> np.ndarray:
     """Features (N, 2C) float64 of every sample, in order, in eval mode."""
-    backbone.eval()
-    loader = DataLoader(samples, batch_size=batch_size, shuffle=False)
-    return torch.cat([svm_feature(backbone(b["xyz"].to(device))).cpu() for b in loader]).double().numpy()
+    features = predict(backbone, samples, device, batch_size, lambda m, b: svm_feature(m(b["xyz"].to(device))))
+    return features.double().numpy()
 
 
 def accuracy(clf: LinearSVC, x: np.ndarray, y: np.ndarray) -> float:
@@ -87,10 +108,10 @@ def fit(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> tuple[LinearSVC, i
 
 
 def probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], grid: list[float], seed: int,
-          ) -> tuple[list[dict[str, float]], int]:  # fmt: skip
+          holdout: float) -> tuple[list[dict[str, float]], int]:  # fmt: skip
     """One row per C: ``val_acc`` on the held-out part of train, ``test_acc`` after a refit on all of train."""
     (x, y), (tx, ty) = train, test
-    kept, held = stratified_split(y, HOLDOUT, seed=seed)
+    kept, held = stratified_split(y, holdout, seed=seed)
     rows, unconverged = [], 0
     for c in grid:
         small, warn_a = fit(x[kept], y[kept], c, seed)
@@ -100,45 +121,58 @@ def probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarr
     return rows, unconverged
 
 
-def summarize(rows: list[dict[str, float]], reference_c: float) -> dict[str, float]:
-    """``final`` from the per-C rows (definitions in the module docstring)."""
+def summarize(rows: list[dict[str, float]], reference_c: float, holdout: float) -> MetricResult:
+    """The ``acc`` result from the per-C rows (definitions in the module docstring)."""
+    rules = selection(holdout)
     chosen = max(rows, key=lambda r: (r["val_acc"], -r["C"]))
     (reference,) = [r for r in rows if r["C"] == reference_c]
-    return {
-        "last": chosen["test_acc"],
-        "best": reference["test_acc"],
-        "grid_best": max(r["test_acc"] for r in rows),
-        "c_selected": chosen["C"],
-        "c_reference": reference_c,
-        "best_epoch": float(rows.index(reference)),
+    stats = {
+        "last": Statistic(chosen["test_acc"], rules["last"], HONEST),
+        "best": Statistic(reference["test_acc"], rules["best"], PAPER),
+        "grid_best": Statistic(max(r["test_acc"] for r in rows), rules["grid_best"], INFO),
+        "c_selected": Statistic(chosen["C"], "C with the best held-out accuracy", INFO),
+        "c_reference": Statistic(reference_c, "the reference's fixed C", INFO),
+        "best_epoch": Statistic(float(rows.index(reference)), "row of the reference C", INFO),
     }
+    return MetricResult.of(spec_of("acc"), stats)
 
 
 @PROTOCOLS.register("svm")
 class SVMProbe(Protocol):
     name = "svm"
+    requires = Requirements(frozenset({REPRESENTATION}))
+    suite_class = SVMSuite
+
+    @classmethod
+    def check(cls, suite) -> None:
+        check_point_budget(suite)
+        if suite.metric != "acc":
+            raise ConfigError(f"suite {suite.name}: the svm protocol scores acc, not suite.metric={suite.metric!r}.")
+        if suite.dataset not in suite.reference_c:
+            raise ConfigError(f'suite "{suite.name}": suite.reference_c has no entry for data set "{suite.dataset}" '
+                              f'(it has {", ".join(suite.reference_c) or "none"}); add {{c: ..., source: ...}}.')
+        if not 0.0 < suite.validation < 1.0:
+            raise ConfigError(f"suite {suite.name}: suite.validation={suite.validation} must lie in (0, 1).")
 
     def run(self, ctx: JobContext) -> JobResult:
         suite = ctx.cfg.suite
-        check_point_budget(suite)
-        if suite.dataset not in REFERENCE_C:
-            raise ConfigError(f'suite "{suite.name}": the svm protocol has no reference C for data set '
-                              f'"{suite.dataset}" (known: {", ".join(REFERENCE_C)}).')  # fmt: skip
-        reference_c, source = REFERENCE_C[suite.dataset]
+        self.check(suite)
+        reference = suite.reference_c[suite.dataset]
         specs = chain(suite.transforms.test)
-        train, test = Finetune.prepared(ctx, "train", specs), Finetune.prepared(ctx, "test", specs)
+        train, test = prepared(ctx, "train", specs), prepared(ctx, "test", specs)
         backbone, load_report = self.build_encoder(ctx)
         device = resolve_device(ctx.cfg.trainer.device)
         backbone.to(device)
-        xy = [(encode(backbone, s, device), s.labels().numpy()) for s in (train, test)]
-        grid = sorted({*C_GRID, reference_c})
-        rows, unconverged = probe(xy[0], xy[1], grid, ctx.seed)
+        batch = eval_batch_size(ctx.cfg.trainer)
+        xy = [(encode(backbone, s, device, batch), s.labels().numpy()) for s in (train, test)]
+        grid = sorted({*suite.c_grid, reference.c})
+        rows, unconverged = probe(xy[0], xy[1], grid, ctx.seed, suite.validation)
         for i, row in enumerate(rows):
             if ctx.on_epoch_end is not None:
                 ctx.on_epoch_end(i, row)
-        extra = {"checkpoint_load": load_report, "reference_c_source": source, "feature_dim": int(xy[0][0].shape[1]),
-                 "convergence_warnings": unconverged}  # fmt: skip
-        return JobResult("acc", True, rows, summarize(rows, reference_c), dict(SELECTION), extra)
+        extra = {"checkpoint_load": load_report, "reference_c_source": reference.source,
+                 "feature_dim": int(xy[0][0].shape[1]), "convergence_warnings": unconverged}  # fmt: skip
+        return JobResult([summarize(rows, reference.c, suite.validation)], rows, extra)
 
     @staticmethod
     def build_encoder(ctx: JobContext) -> tuple[nn.Module, dict[str, Any] | None]:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from methods_support import TINY_ENCODER, tiny_config
 
+from bench.checkpoints import load_encoder_checkpoint, save_pretrain_checkpoint
 from bench.errors import CheckpointError
-from methods.blocks.checkpoint import load_encoder_checkpoint, save_pretrain_checkpoint
 from methods.point_mae import PointMAE, PointMAEConfig
+from tests.methods.methods_support import TINY_ENCODER, tiny_config
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from bench.metrics.base import MAX
 from bench.schema import TrainerConfig
-from bench.trainer import SeededDistributedSampler, Trainer
+from bench.trainer import SeededDistributedSampler, Selection, Trainer
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend")
 
@@ -49,7 +50,7 @@ def fit(workdir: Path, log: list) -> tuple[nn.Module, list[dict]]:
 
     model = make_model()
     trainer = Trainer(TrainerConfig(**CFG), seed=7, workdir=workdir)
-    result = trainer.fit(model, make_data(), step, evaluate, select="test_score",
+    result = trainer.fit(model, make_data(), step, evaluate, select=Selection("test_score", MAX),
                          on_epoch_end=lambda epoch, row: log.append(("hook", epoch)))
     assert trainer.load_best(make_model())  # best.pt is readable on every rank once fit returns
     return model, result.history

@@ -9,8 +9,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from bench.api import Method, MethodConfig, default_param_groups
+from bench.metrics.base import MAX, MIN
 from bench.schema import TrainerConfig
-from bench.trainer import Trainer, lr_at, param_groups
+from bench.trainer import Selection, Trainer, lr_at, make_deterministic, param_groups
 
 
 def test_lr_schedule_matches_timm_cosine_values():
@@ -88,7 +90,8 @@ def fit(workdir, on_epoch_end=None):
     torch.manual_seed(123)
     model = Regressor()
     trainer = Trainer(cfg, seed=7, workdir=workdir)
-    result = trainer.fit(model, make_data(), step, evaluate, select="test_score", on_epoch_end=on_epoch_end)
+    result = trainer.fit(model, make_data(), step, evaluate, select=Selection("test_score", MAX),
+                         on_epoch_end=on_epoch_end)
     return model, result
 
 
@@ -145,3 +148,65 @@ def test_one_batch_matches_the_reference_update(double):
     optimizer.step()
     for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_selection_follows_the_metric_direction(tmp_path):
+    """``min``: best.pt keeps the epoch with the lowest value (e.g. a Chamfer distance), not the highest."""
+    cfg = TrainerConfig(epochs=4, batch_size=16, lr=1e-2, warmup_epochs=1, grad_clip=1.0)
+    torch.manual_seed(123)
+    result = Trainer(cfg, seed=7, workdir=tmp_path).fit(Regressor(), make_data(), step, evaluate,
+                                                        select=Selection("test_score", MIN))
+    scores = [row["test_score"] for row in result.history]
+    assert result.best_epoch == scores.index(min(scores)) and result.best_value == min(scores)
+
+
+class Hooked(Method):
+    """A Method with its own parameter groups (the second trains at a tenth of the lr) and a step hook."""
+
+    name = "hooked"
+
+    def __init__(self):
+        super().__init__(MethodConfig(name="hooked"))
+        self.fast, self.slow = nn.Linear(3, 1), nn.Linear(3, 1)
+        self.seen: list[tuple[int, int]] = []
+
+    def param_groups(self, weight_decay):
+        return [{"params": list(self.fast.parameters())},
+                {"params": list(self.slow.parameters()), "lr_scale": 0.1}]
+
+    def pretrain_step(self, batch):
+        pred = self.fast(batch["xyz"]) + self.slow(batch["xyz"])
+        return {"loss": ((pred.squeeze(-1) - batch["label"]) ** 2).mean()}
+
+    def on_step(self, step, epoch):
+        self.seen.append((step, epoch))
+        return {"hooked": float(step)}
+
+
+def test_method_hooks_set_groups_scale_lrs_and_see_every_step(tmp_path):
+    cfg = TrainerConfig(epochs=2, batch_size=16, lr=1e-2, warmup_epochs=0, min_lr=1e-2, grad_clip=None)
+    method = Hooked()
+    seen_lrs = []
+    original = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        seen_lrs.append(tuple(group["lr"] for group in self.param_groups))
+        return original(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = spy
+    try:
+        result = Trainer(cfg, seed=0, workdir=tmp_path).fit(method, make_data(), lambda m, b: m(b))
+    finally:
+        torch.optim.AdamW.step = original
+    assert len(seen_lrs) == 8 and all(lrs == pytest.approx((1e-2, 1e-3)) for lrs in seen_lrs)
+    assert method.seen == [(s, s // 4) for s in range(8)]  # 64 samples / 16 = 4 steps per epoch, counted on
+    assert result.history[1]["train_hooked"] == pytest.approx((4 + 5 + 6 + 7) / 4)
+    assert len(default_param_groups(method, 0.05)) == 2  # the default a Method gets without overriding
+
+
+def test_deterministic_switches_torch_to_deterministic_kernels():
+    try:
+        assert make_deterministic(True) and torch.are_deterministic_algorithms_enabled()
+        assert not make_deterministic(False)
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -6,7 +6,15 @@ import pytest
 import torch
 from methods_support import NAMES, TINY_POINTS, tiny_config
 
-from bench.api import CAPABILITIES, EncoderOutput, Method
+from bench.api import (
+    CAPABILITIES,
+    CONDITIONAL_GENERATION,
+    GENERATION,
+    REPRESENTATION,
+    Encoder,
+    EncoderOutput,
+    Method,
+)
 from bench.registry import METHODS
 
 
@@ -51,6 +59,8 @@ def test_pretrain_step(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_backbone_output(name: str, batch: int) -> None:
     cls = METHODS.get(name)
+    if REPRESENTATION not in cls.capabilities:
+        pytest.skip(f"{name} is not a representation method: it has no downstream encoder")
     backbone = cls.build_backbone(tiny_config(cls.config_class), num_group=16, group_size=8, drop_path=0.1)
     out = backbone(torch.rand(batch, TINY_POINTS, 3))
     assert isinstance(out, EncoderOutput)
@@ -58,5 +68,20 @@ def test_backbone_output(name: str, batch: int) -> None:
     assert out.tokens.shape == (batch, 16, width) and out.centers.shape == (batch, 16, 3)
     assert out.cls is None or out.cls.shape == (batch, width)
     assert out.hidden == []
-    assert getattr(backbone, "out_dim", width) == width
+    assert isinstance(backbone, Encoder) and backbone.out_dim == width and backbone.num_group == 16
     out.tokens.sum().backward()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_method_can_run_some_suite(name: str) -> None:
+    from bench.plan import runnable_suites
+
+    assert runnable_suites()[name], f"{name}: no suite's protocol accepts its capabilities"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generate_is_declared_with_the_generation_capability(name: str) -> None:
+    cls = METHODS.get(name)
+    overrides = cls.generate is not Method.generate
+    assert overrides == (GENERATION in cls.capabilities or CONDITIONAL_GENERATION in cls.capabilities), name
+    assert bool(cls.condition_kinds) == (CONDITIONAL_GENERATION in cls.capabilities), name

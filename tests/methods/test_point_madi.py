@@ -10,8 +10,8 @@ import pytest
 import torch
 from methods_support import SHARED, tiny_config
 
+from bench.checkpoints import load_encoder_checkpoint
 from bench.errors import ConfigError
-from methods.blocks.checkpoint import load_encoder_checkpoint
 from methods.blocks.recon_figure import write_reconstruction_figure
 from methods.point_madi import (
     MaDiDraws,

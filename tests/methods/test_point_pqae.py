@@ -12,9 +12,9 @@ import torch
 from methods_support import SHARED, TINY_POINTS, tiny_config
 from omegaconf import OmegaConf
 
+from bench.checkpoints import load_encoder_checkpoint
 from bench.errors import ConfigError
 from extensions import ops
-from methods.blocks.checkpoint import load_encoder_checkpoint
 from methods.blocks.views import View
 from methods.point_pqae import PointPQAE, PointPQAEConfig, view_relative_embedding
 

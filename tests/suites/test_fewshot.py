@@ -15,7 +15,7 @@ from bench.cli import main
 from bench.config import resolve, variant_config
 from bench.records import load_records
 from methods.scratch import Scratch
-from suites.protocols.finetune import Finetune
+from suites.protocols.toolkit import dataset_options, job_dataset, prepared
 
 
 def test_suite_resolves_to_the_reference_protocol():
@@ -33,20 +33,20 @@ def test_the_job_seed_selects_the_fold(tiny_data_root, seed, tmp_path):
     cfg = variant_config(resolve("fewshot", "scratch", profile="demo"), "10way10shot")
     ctx = JobContext(cfg=cfg, method_cls=Scratch, variant="10way10shot", seed=seed,
                      data_root=tiny_data_root / "synthetic", workdir=tmp_path)
-    assert Finetune.dataset_options(ctx) == {"fold": seed}
-    fold = Finetune.dataset(ctx, "train", []).dataset
+    assert dataset_options(ctx) == {"fold": seed}
+    fold = job_dataset(ctx, "train", []).dataset
     assert fold.path.name == f"{seed}.pkl" and fold.path.parent.name == "10way_10shot"
-    prepared = Finetune.prepared(ctx, "test", [])
+    test = prepared(ctx, "test", [])
     expected = [int(fold.__class__(fold.root, "test", "10way10shot", fold=seed).load(i)["label"])
-                for i in range(len(prepared))]  # fmt: skip
-    assert prepared.labels().tolist() == expected
+                for i in range(len(test))]  # fmt: skip
+    assert test.labels().tolist() == expected
 
 
 def test_scanobjectnn_jobs_get_no_fold_option(tiny_data_root, tmp_path):
     cfg = resolve("scanobjectnn", "scratch", profile="demo", overrides=["suite.dataset_options={}"])
     ctx = JobContext(cfg=variant_config(cfg, "objbg"), method_cls=Scratch, variant="objbg", seed=3,
                      data_root=tiny_data_root / "synthetic", workdir=tmp_path)
-    assert Finetune.dataset_options(ctx) == {}
+    assert dataset_options(ctx) == {}
 
 
 @pytest.mark.slow
@@ -60,9 +60,9 @@ def test_fewshot_end_to_end_folds_as_seeds(tiny_data_root, tiny_run, tmp_path, c
     assert [(r.suite, r.variant, r.seed, r.data_kind) for r in records] == [
         ("fewshot", "5way10shot", 0, "synthetic"), ("fewshot", "5way10shot", 1, "synthetic")]  # fmt: skip
     for record in records:
-        assert len(record.epochs) == 1 and "vote" not in record.final
-        assert all(math.isfinite(record.final[k]) for k in ("last", "best"))
-        assert record.final["best"] == max(row["test_acc"] for row in record.epochs)
+        assert len(record.epochs) == 1 and "vote" not in record.flat()
+        assert all(math.isfinite(record.flat()[k]) for k in ("last", "best"))
+        assert record.flat()["best"] == max(row["test_acc"] for row in record.epochs)
         assert record.config["suite"]["report"]["paper_statistic"] == "fold_mean"
     capsys.readouterr()
     assert main(["report", f"output.dir={out}"]) == 0
@@ -70,7 +70,7 @@ def test_fewshot_end_to_end_folds_as_seeds(tiny_data_root, tiny_run, tmp_path, c
     assert "fold mean" in shown and "5way10shot" in shown
     board = (out / "leaderboard" / "leaderboard.csv").read_text()
     assert "fewshot" in board
-    best = [r.final["best"] for r in records]
+    best = [r.flat()["best"] for r in records]
     assert json.loads(_row(out)["best_values"]) == best
     assert float(_row(out)["best_mean"]) == pytest.approx(np.mean(best))
 

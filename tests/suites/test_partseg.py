@@ -17,6 +17,7 @@ from bench.records import load_records
 from bench.registry import load_plugins
 from reports.layout import metric_label
 from suites.protocols.partseg import SCORES, PartSeg, Scores, size_batches
+from suites.protocols.toolkit import curve_result
 
 load_plugins()
 
@@ -41,7 +42,7 @@ def test_run_writes_records_with_both_evaluations(runs: Path) -> None:
         for row in record.epochs:
             assert {f"test_{name}" for name in SCORES} <= set(row)
             assert all(0 <= row[f"test_{name}"] <= 100 for name in SCORES)
-        final = record.final
+        final = record.flat()
         assert final["best"] == max(row["test_inst_miou"] for row in record.epochs)
         assert final["last"] == record.epochs[-1]["test_inst_miou"] == final["inst_miou_last"]
         for name in REPORT:
@@ -73,22 +74,29 @@ def test_scores_restrict_accuracy_to_the_category() -> None:
 
 def test_summarize_tracks_each_best_independently() -> None:
     history = [{"test_inst_miou": 50.0, "test_cls_miou": 60.0}, {"test_inst_miou": 55.0, "test_cls_miou": 58.0}]
-    final = PartSeg.summarize(history, 1, "inst_miou", ["inst_miou", "cls_miou"])
-    assert final == {"last": 55.0, "best": 55.0, "best_epoch": 1.0, "inst_miou_last": 55.0, "inst_miou_best": 55.0,
-                     "cls_miou_last": 58.0, "cls_miou_best": 60.0}  # fmt: skip
+    results = [curve_result(n, n, history, 1 if n == "inst_miou" else None, PartSeg.rules(n, "inst_miou"))
+               for n in ("inst_miou", "cls_miou")]
+    values = [{k: s.value for k, s in r.statistics.items()} for r in results]
+    assert values == [{"last": 55.0, "best": 55.0, "best_epoch": 1.0}, {"last": 58.0, "best": 60.0, "best_epoch": 0.0}]
+    assert [(r.role("honest")[0], r.role("paper")[0]) for r in results] == [("last", "best")] * 2
 
 
 @pytest.mark.parametrize("override,needle", [
     ({"report": {"metrics": ["cls_miou", "inst_miou"]}}, "must start with the headline"),
     ({"report": {"metrics": ["inst_miou", "miou"]}}, r"\['miou'\].*not scored"),
-    ({"vote": {"enabled": True}}, "no voting"),
     ({"npoints": 16}, "fewer than suite.num_group"),
 ])  # fmt: skip
 def test_bad_suite_settings_are_config_errors(override, needle) -> None:
+    """(Voting is not a partseg setting at all: ``suite.vote`` is an unknown key, see the next test.)"""
     cfg = resolve("shapenetpart", "scratch", profile="demo")
     suite = OmegaConf.merge(cfg.suite, override)
     with pytest.raises(ConfigError, match=needle):
         PartSeg.check(suite)
+
+
+def test_settings_of_other_protocols_are_unknown_keys() -> None:
+    with pytest.raises(ConfigError, match="vote"):
+        resolve("shapenetpart", "scratch", profile="demo", overrides=["suite.vote.enabled=true"])
 
 
 def test_paper_profile_is_the_reference_setting() -> None:

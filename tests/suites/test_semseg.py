@@ -50,9 +50,12 @@ def test_summary_takes_every_metric_at_the_best_miou_epoch():
         {"test_miou": 20.0, "test_macc": 25.0, "test_oa": 60.0},
         {"test_miou": 15.0, "test_macc": 40.0, "test_oa": 70.0},
     ]
-    final = SemSeg.summarize(history, best_epoch=1)
-    assert final == {"last": 15.0, "best": 20.0, "best_epoch": 1.0, "miou_last": 15.0, "miou_best": 20.0,
-                     "macc_last": 40.0, "macc_best": 25.0, "oa_last": 70.0, "oa_best": 60.0}  # fmt: skip
+    results = SemSeg.block_results(history, best_epoch=1)
+    values = {r.name: {k: s.value for k, s in r.statistics.items()} for r in results}
+    assert values == {"miou": {"last": 15.0, "best": 20.0, "best_epoch": 1.0}, "macc": {"last": 40.0, "best": 25.0},
+                      "oa": {"last": 70.0, "best": 60.0}}  # fmt: skip
+    assert [r.metric for r in results] == ["miou", "scene_macc", "scene_oa"]
+    assert all(r.role("honest")[0] == "last" and r.role("paper")[0] == "best" for r in results)
 
 
 @pytest.mark.slow
@@ -64,8 +67,8 @@ def test_bench_run_s3dis_scratch_end_to_end(tiny_data_root, tiny_run, tmp_path):
     (record,) = load_records(out / "records")
     assert record.data_kind == "synthetic" and record.metric == "miou" and len(record.epochs) == 2
     mious = [row["test_miou"] for row in record.epochs]
-    assert record.final["last"] == mious[-1] and record.final["best"] == max(mious)
+    assert record.flat()["last"] == mious[-1] and record.flat()["best"] == max(mious)
     for name in ("miou", "macc", "oa", "room_miou", "room_macc", "room_oa"):
         for stat in ("last", "best"):
-            assert 0.0 <= record.final[f"{name}_{stat}"] <= 100.0
-    assert torch.isfinite(torch.tensor(list(record.final.values()))).all()
+            assert 0.0 <= record.flat()[f"{name}_{stat}"] <= 100.0
+    assert torch.isfinite(torch.tensor(list(record.flat().values()))).all()

@@ -16,8 +16,15 @@ from bench.cli import main
 from bench.config import resolve, variant_config
 from bench.errors import ConfigError
 from bench.records import load_records
-from suites.protocols.finetune import stratified_split
-from suites.protocols.svm import C_GRID, HOLDOUT, REFERENCE_C, SVMProbe, probe, summarize, svm_feature
+from suites.protocols.svm import SVMProbe, SVMSuite, probe, summarize, svm_feature
+from suites.protocols.toolkit import stratified_split
+
+C_GRID, HOLDOUT = SVMSuite().c_grid, SVMSuite().validation
+
+
+def values(result) -> dict[str, float]:
+    """A typed result's statistics as {name: value}."""
+    return {name: stat.value for name, stat in result.statistics.items()}
 
 
 def test_feature_is_cls_then_max_plus_mean_or_max_then_mean():
@@ -41,7 +48,7 @@ def blobs(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_c_is_selected_on_held_out_train_data_like_sklearn():
     train, test, seed = blobs(30, 0), blobs(20, 1), 4
     grid = sorted({*C_GRID, 0.075})
-    rows, _ = probe(train, test, grid, seed)
+    rows, _ = probe(train, test, grid, seed, HOLDOUT)
     (x, y), (tx, ty) = train, test
     kept, held = stratified_split(y, HOLDOUT, seed=seed)
     assert len(held) == 18 and not set(kept) & set(held)  # round(0.2 * 30) = 6 per class
@@ -51,7 +58,8 @@ def test_c_is_selected_on_held_out_train_data_like_sklearn():
         assert row["C"] == c
         assert row["val_acc"] == pytest.approx(100 * small.score(x[held], y[held]))
         assert row["test_acc"] == pytest.approx(100 * full.score(tx, ty))
-    final = summarize(rows, 0.075)
+    result = summarize(rows, 0.075, HOLDOUT)
+    final = values(result)
     val = [r["val_acc"] for r in rows]
     chosen = grid[int(np.argmax(val))]  # argmax takes the first maximum: the smallest C on ties
     assert final["c_selected"] == chosen and final["last"] == rows[grid.index(chosen)]["test_acc"]
@@ -62,7 +70,7 @@ def test_c_is_selected_on_held_out_train_data_like_sklearn():
 def test_ties_go_to_the_smaller_c():
     rows = [{"C": 0.01, "val_acc": 80.0, "test_acc": 1.0}, {"C": 0.1, "val_acc": 80.0, "test_acc": 2.0},
             {"C": 1.0, "val_acc": 70.0, "test_acc": 3.0}]  # fmt: skip
-    final = summarize(rows, 1.0)
+    final = values(summarize(rows, 1.0, HOLDOUT))
     assert (final["c_selected"], final["last"], final["best"], final["grid_best"]) == (0.01, 1.0, 3.0, 3.0)
 
 
@@ -72,7 +80,7 @@ def test_suite_has_one_data_set_per_variant():
     data = {v: (variant_config(cfg, v).suite.dataset, variant_config(cfg, v).suite.num_classes)
             for v in cfg.suite.variants}  # fmt: skip
     assert data == {"modelnet40": ("modelnet40", 40), "objbg": ("scanobjectnn", 15)}
-    assert set(REFERENCE_C) == {"modelnet40", "scanobjectnn"}
+    assert {k: v.c for k, v in cfg.suite.reference_c.items()} == {"modelnet40": 0.075, "scanobjectnn": 0.042}
 
 
 def test_a_data_set_without_reference_c_is_a_config_error(tmp_path):
@@ -81,7 +89,7 @@ def test_a_data_set_without_reference_c_is_a_config_error(tmp_path):
 
     cfg = resolve("svm", "scratch", profile="demo", overrides=["suite.dataset=shapenet55"])
     ctx = JobContext(cfg=cfg, method_cls=Scratch, variant="default", seed=0, data_root=tmp_path, workdir=tmp_path)
-    with pytest.raises(ConfigError, match="no reference C for data set"):
+    with pytest.raises(ConfigError, match='reference_c has no entry for data set "shapenet55"'):
         SVMProbe().run(ctx)
 
 
@@ -114,13 +122,14 @@ def test_svm_end_to_end_on_both_data_sets(tiny_data_root, tiny_run, tmp_path, ca
     assert main(args) == 0
     records = {r.variant: r for r in load_records(out / "records")}
     assert set(records) == {"modelnet40", "objbg"}
-    grid = {v: sorted({*C_GRID, REFERENCE_C[d][0]}) for v, d in (("modelnet40", "modelnet40"),
-                                                                 ("objbg", "scanobjectnn"))}  # fmt: skip
+    grid = {v: sorted({*C_GRID, c}) for v, c in (("modelnet40", 0.075), ("objbg", 0.042))}
     for variant, record in records.items():
         assert record.protocol == "svm" and record.data_kind == "synthetic" and record.method == "scratch"
         assert [row["C"] for row in record.epochs] == grid[variant]
-        assert all(math.isfinite(record.final[k]) for k in ("last", "best", "grid_best"))
-        assert record.final["grid_best"] >= max(record.final["last"], record.final["best"])
+        final = values(record.headline)
+        assert all(math.isfinite(final[k]) for k in ("last", "best", "grid_best"))
+        assert final["grid_best"] >= max(final["last"], final["best"])
+        assert record.headline.role("paper")[0] == "best" and record.headline.role("honest")[0] == "last"
     assert records["objbg"].pretrain.get("ckpt") is None
     capsys.readouterr()
     assert main(["report", f"output.dir={out}"]) == 0
