@@ -1,8 +1,17 @@
-"""Encoder weights for a method: import a checkpoint, reuse a cached pre-training, or pre-train now.
+"""A method's pre-trained weights: import a checkpoint, reuse cached stages, or pre-train them now.
 
-A pre-training is identified by a hash of the method config, the ``pretrain`` section and the data kind; its
-result is saved in the authors' layout (``{"base_model": state_dict, "epoch": ...}``, encoder under
-``<checkpoint_prefix>.``), so our checkpoints and the official releases load through the same path.
+Stages: ``pretrain.stages`` lists them in order (a tokenizer, then a generator; align, then distil); with none, the
+``pretrain`` section is one implicit stage named ``pretrain``. Each stage trains the whole method with the one
+Trainer, on its own data set and side data, with only its ``train`` / ``freeze`` parts trainable, starting from the
+previous stage's checkpoint; ``Method.on_stage_start`` runs before it trains.
+
+Caching: a stage is identified by a hash of the chain up to and including it
+(:func:`bench.config.stage_hash`; the implicit stage keeps :func:`bench.config.pretrain_hash`, so caches made before
+stages existed stay valid). Its result lives in ``<output.dir>/pretrain/<method>-<hash>/pretrain.pth`` in the
+authors' layout (``{"base_model": whole-method state_dict, "epoch": ...}``, encoder under ``<checkpoint_prefix>.``)
+with ``pretrain.json`` beside it. Changing stage k re-runs stage k and the stages after it, never those before.
+
+MLflow: one pre-training run per method under the sweep; with declared stages, one run per stage under it.
 """
 
 from __future__ import annotations
@@ -13,22 +22,27 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from bench.config import pretrain_hash
+from bench.checkpoints import load_method_checkpoint, save_pretrain_checkpoint
+from bench.config import pretrain_hash, stage_hash, stage_trainer
 from bench.data.base import TransformedDataset, build_dataset
+from bench.data.side import WithSideData, load_side_data
 from bench.data.transforms import build_transform
-from bench.errors import CheckpointError
-from bench.records import atomic_write_text
-from bench.sources import DataSource, locate
+from bench.errors import CheckpointError, ConfigError
+from bench.io import atomic_write_text
+from bench.registry import DATASETS
+from bench.schema import StageConfig
+from bench.sources import REAL, SYNTHETIC, DataSource, locate
 from bench.trainer import Trainer, seed_everything
-from methods.blocks.checkpoint import save_pretrain_checkpoint
 
 CHECKPOINT_NAME = "pretrain.pth"
+IMPLICIT = "pretrain"
 
 
 @dataclass
 class EncoderSource:
-    """Where a job's encoder weights come from. source: import | cache | pretrained | none."""
+    """Where a job's weights come from. source: import | cache | pretrained | none; ckpt: the last stage's file."""
 
     source: str
     ckpt: str | None = None
@@ -40,9 +54,45 @@ class EncoderSource:
         return asdict(self)
 
 
+@dataclass
+class Stage:
+    """One resolved pre-training stage (every field set; see :class:`bench.schema.StageConfig`)."""
+
+    config: StageConfig
+    dataset: str
+    variant: str
+    whole: bool
+    transforms: list[Any]
+    side_data: list[str]
+    trainer: DictConfig
+    train: list[str]
+    freeze: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def stages_of(cfg: DictConfig) -> list[Stage]:
+    """The resolved stages of ``cfg.pretrain`` (one implicit stage when ``stages`` is empty)."""
+    pre = cfg.pretrain
+    plain = OmegaConf.to_container(pre, resolve=True)
+    if not pre.stages:
+        return [Stage(StageConfig(name=IMPLICIT), pre.dataset, pre.variant, pre.whole, plain["transforms"],
+                      list(plain["side_data"]), pre.trainer, [], [])]
+    stages = []
+    for node, raw in zip(pre.stages, plain["stages"], strict=True):
+        inherited = {key: plain[key] if raw[key] is None else raw[key]  # unset: the pretrain section's value
+                     for key in ("dataset", "variant", "whole", "transforms")}
+        stages.append(Stage(OmegaConf.to_object(node), **inherited,
+                            side_data=list(raw["side_data"]) or list(plain["side_data"]),
+                            trainer=stage_trainer(cfg, node), train=list(raw["train"]), freeze=list(raw["freeze"])))
+    return stages
+
+
 def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep_run: str | None,
                    progress, note) -> EncoderSource:
-    """Resolve the encoder weights for ``cfg``'s method (pre-training it when needed)."""
+    """The weights for ``cfg``'s method: the imported file, or the last pre-training stage (run when not cached)."""
     if cfg.method.ckpt:
         path = Path(cfg.method.ckpt).expanduser()
         if not path.is_file():
@@ -50,52 +100,98 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
         return EncoderSource("import", str(path.resolve()))
     if not method_cls.pretrains():
         return EncoderSource("none")
-    pre = cfg.pretrain
-    data = locate(pre.dataset, [pre.variant], cfg.data.root, cfg.data.source, cfg.data.standin_size)
-    if data.note:
+    stages = stages_of(cfg)
+    located = [locate(s.dataset, [s.variant], cfg.data.root, cfg.data.source, cfg.data.standin_size) for s in stages]
+    for data in {d.note: d for d in located if d.note}.values():
         note(data.note)
-    key = pretrain_hash(cfg, data.kind)
-    workdir = output_dir / "pretrain" / f"{method_cls.name}-{key}"
-    final = workdir / CHECKPOINT_NAME
-    if final.exists():
-        info = json.loads((workdir / "pretrain.json").read_text()) if (workdir / "pretrain.json").exists() else {}
-        return EncoderSource("cache", str(final), data.kind, key, info)
-    details = run_pretraining(cfg, method_cls, data, workdir, tracker, sweep_run, progress, key)
-    return EncoderSource("pretrained", str(final), data.kind, key, details)
+    kinds = [d.kind for d in located]
+    keys = [pretrain_hash(cfg, kinds[0])] if not cfg.pretrain.stages else \
+        [stage_hash(cfg, i, kinds) for i in range(len(stages))]
+    folders = [output_dir / "pretrain" / f"{method_cls.name}-{key}" for key in keys]
+    kind = SYNTHETIC if SYNTHETIC in kinds else REAL
+    if (folders[-1] / CHECKPOINT_NAME).exists():
+        return EncoderSource("cache", str(folders[-1] / CHECKPOINT_NAME), kind, keys[-1], _details(stages, folders))
+    parent = tracker.open_run(
+        key=f"pretrain/{method_cls.name}/{keys[-1]}", name=f"pretrain {method_cls.name}", parent=sweep_run,
+        params={"method": OmegaConf.to_container(cfg.method), "pretrain": OmegaConf.to_container(cfg.pretrain,
+                                                                                             resolve=True)},
+        tags={"bench.stage": "pretrain", "bench.data_kind": kind},
+    )
+    previous = None
+    for i, (stage, data, folder) in enumerate(zip(stages, located, folders, strict=True)):
+        if not (folder / CHECKPOINT_NAME).exists():
+            run_id = parent if not cfg.pretrain.stages else tracker.open_run(
+                key=f"pretrain/{method_cls.name}/{keys[i]}/{stage.name}", name=f"stage {stage.name}", parent=parent,
+                params={"stage": stage.name, "index": i}, tags={"bench.stage": "pretrain_stage"})
+            run_stage(cfg, method_cls, stage, data, folder, previous, tracker, run_id, progress)
+            if run_id != parent:
+                tracker.close_run(run_id)
+        previous = folder / CHECKPOINT_NAME
+    tracker.log_artifact_text(parent, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    tracker.close_run(parent)
+    return EncoderSource("pretrained", str(previous), kind, keys[-1], _details(stages, folders))
 
 
-def run_pretraining(cfg: DictConfig, method_cls, data: DataSource, workdir: Path, tracker, sweep_run, progress,
-                    key: str) -> dict[str, Any]:
-    """Pre-train with the one Trainer; write ``pretrain.pth`` (official layout) and ``pretrain.json``."""
+def _details(stages: list[Stage], folders: list[Path]) -> dict[str, Any]:
+    """``pretrain.json`` of the last stage (what records always held), with every stage's when there are several."""
+    infos = [json.loads((f / "pretrain.json").read_text()) if (f / "pretrain.json").exists() else {} for f in folders]
+    if len(stages) == 1 and stages[0].name == IMPLICIT:
+        return infos[0]
+    return {**infos[-1], "stages": [{"name": s.name, "folder": f.name, **i} for s, f, i in zip(stages, folders, infos,
+                                                                                                strict=True)]}
+
+
+def set_trainable(method: nn.Module, train: list[str], freeze: list[str]) -> None:
+    """Parameters under a ``train`` prefix (all when empty) train, then those under a ``freeze`` prefix do not."""
+    names = [n for n, _ in method.named_parameters()]
+    for prefix in [*train, *freeze]:
+        if not any(_under(n, [prefix]) for n in names):
+            raise ConfigError(f"pretrain.stages: no parameter of {type(method).__name__} is under {prefix!r}; "
+                              f"its top-level modules are {', '.join(sorted({n.split('.')[0] for n in names}))}.")
+    for name, param in method.named_parameters():
+        param.requires_grad_((not train or _under(name, train)) and not _under(name, freeze))
+
+
+def _under(name: str, prefixes: list[str]) -> bool:
+    """``name`` is one of ``prefixes`` or a parameter of a module they name."""
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def stage_dataset(stage: Stage, data: DataSource, seed: int) -> TransformedDataset:
+    """The stage's training split, joined with its side data by sample id, through its transforms."""
+    options = {"whole": stage.whole} if "whole" in DATASETS.get(stage.dataset).option_defaults else {}
+    base = build_dataset(stage.dataset, data.root, "train", stage.variant, **options)
+    if stage.side_data:
+        base = WithSideData(base, [load_side_data(name, data.root) for name in stage.side_data])
+    return TransformedDataset(base, build_transform(stage.transforms), seed=seed)
+
+
+def run_stage(cfg: DictConfig, method_cls, stage: Stage, data: DataSource, workdir: Path, start: Path | None,
+              tracker, run_id: str | None, progress) -> dict[str, Any]:  # fmt: skip
+    """Train one stage with the one Trainer; write ``pretrain.pth`` (whole method) and ``pretrain.json``."""
     pre = cfg.pretrain
-    base = build_dataset(pre.dataset, data.root, "train", pre.variant, whole=pre.whole)
-    specs = OmegaConf.to_container(pre.transforms, resolve=True)
-    dataset = TransformedDataset(base, build_transform(specs), seed=pre.seed)
+    dataset = stage_dataset(stage, data, pre.seed)
     seed_everything(pre.seed)  # initial weights depend on the pre-training seed only, not on what ran before
     method = method_cls(OmegaConf.to_object(cfg.method))
-    run_id = tracker.open_run(
-        key=f"pretrain/{method_cls.name}/{key}", name=f"pretrain {method_cls.name}", parent=sweep_run,
-        params={"method": OmegaConf.to_container(cfg.method), "pretrain": OmegaConf.to_container(pre, resolve=True)},
-        tags={"bench.stage": "pretrain", "bench.data_kind": data.kind},
-    )
-    desc = f"pretrain {method_cls.name}"
-    trainer = Trainer(pre.trainer, seed=pre.seed, workdir=workdir, progress=progress, desc=desc)
-
-    def log(epoch: int, row: dict[str, float]) -> None:
-        tracker.log_metrics(run_id, row, step=epoch)
-
-    result = trainer.fit(method, dataset, lambda model, batch: model(batch), on_epoch_end=log)
+    if start is not None:
+        load_method_checkpoint(method, start)
+    set_trainable(method, stage.train, stage.freeze)
+    method.on_stage_start(stage.config)
+    desc = f"pretrain {method_cls.name}" + ("" if stage.name == IMPLICIT else f" ({stage.name})")
+    trainer = Trainer(stage.trainer, seed=pre.seed, workdir=workdir, progress=progress, desc=desc)
+    result = trainer.fit(method, dataset, lambda model, batch: model(batch),
+                         on_epoch_end=lambda epoch, row: tracker.log_metrics(run_id, row, step=epoch))
     details = {
         "epochs": len(result.history),
         "final_loss": result.history[-1].get("train_loss") if result.history else None,
         "wall_time_s": result.wall_time_s,
-        "dataset": pre.dataset,
-        "n_shapes": len(base),
+        "dataset": stage.dataset,
+        "n_shapes": len(dataset),
         "data_kind": data.kind,
     }
+    if stage.name != IMPLICIT:
+        details.update(stage=stage.name, started_from=None if start is None else start.parent.name)
     save_pretrain_checkpoint(method, workdir / CHECKPOINT_NAME, epoch=len(result.history), extra=details)
     atomic_write_text(workdir / "pretrain.json", json.dumps(details, indent=2))
-    tracker.log_artifact_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    tracker.close_run(run_id)
     (workdir / "last.pt").unlink(missing_ok=True)
     return details

@@ -1,7 +1,9 @@
 """The sweep runner: the only place that loops over jobs.
 
-    plan (suite x methods x variants x seeds) -> encoder weights per method (import | cache | pre-train)
-    -> each job through its suite's protocol -> RunRecord (the ledger) + MLflow -> leaderboard
+    plan (bench.plan: methods per suite x variants x seeds) -> weights per method (import | cache | pre-train
+    its stages) -> each job through its suite's protocol -> RunRecord (the ledger) + MLflow
+
+The runner stops at records: the CLI renders the leaderboard from them (``bench run`` and ``bench report``).
 
 Resume: a job whose RunRecord exists is skipped; an interrupted job continues from its ``last.pt``; MLflow runs
 are found again by their ``bench.key`` tag. Data kind: a job is "synthetic" when its fine-tuning data or the
@@ -10,7 +12,7 @@ pre-training data behind its encoder is the stand-in; such rows never share a ta
 Where jobs run is the executor's business (``executor.*``, :mod:`bench.executors`: in-process, a process pool or
 one Slurm array per sweep); every method is pre-trained before the jobs are dispatched, and the group statistics
 are computed from the records afterwards. Under ``torchrun`` every rank plans the same jobs and trains each one
-together; rank 0 alone tracks, writes records and the leaderboard.
+together; rank 0 alone tracks and writes records.
 """
 
 from __future__ import annotations
@@ -23,44 +25,32 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from bench.aggregate import group_statistics
 from bench.api import JobContext
-from bench.config import (
-    CliRequest,
-    config_hash,
-    dataset_variant,
-    dump_yaml,
-    finetune_hash,
-    resolve,
-    to_plain,
-    variant_config,
-)
+from bench.config import CliRequest, config_hash, dump_yaml, to_plain
 from bench.env import environment
 from bench.errors import JobStopped, OutputError
 from bench.executors import make_executor
+from bench.plan import JobSpec, SuitePlan, job_spec, plan_suite
 from bench.pretraining import EncoderSource, encoder_source
 from bench.progress import NullProgress, Progress
-from bench.records import (
-    RunRecord,
-    current_command,
-    load_records,
-    read_record,
-    record_path,
-    set_command,
-    write_record,
-)
+from bench.records import RunRecord, current_command, read_record, record_path, set_command, write_record
 from bench.registry import METHODS, PROTOCOLS, load_plugins
-from bench.sources import REAL, SYNTHETIC, DataSource, locate, variant_source
+from bench.results import statistics_line
 from bench.tracking import NullTracker, make_tracker, tracker_for
 from bench.trainer import barrier, init_distributed, is_main_process, resolve_device, seed_everything, world_size
+
+__all__ = ["JobSpec", "SweepOutcome", "ensure_writable", "execute_job", "run", "run_job"]
 
 
 @dataclass
 class SweepOutcome:
+    """What a sweep did: its output folder, the records of every planned job, how many ran, where MLflow is."""
+
     output_dir: Path
     records: list[RunRecord] = field(default_factory=list)
     ran: int = 0
     skipped: int = 0
-    leaderboard: dict[str, Path] = field(default_factory=dict)
     tracking_uri: str | None = None
 
 
@@ -79,54 +69,44 @@ def ensure_writable(folder: Path) -> Path:
 
 
 def run(request: CliRequest, progress: Progress) -> SweepOutcome:
-    """Run every suite of ``request``; write records, MLflow runs and the leaderboard."""
-    outcome: SweepOutcome | None = None
+    """Run every suite of ``request``; write records and MLflow runs (the CLI renders the reports from them).
+
+    Every suite is planned first, so an incompatible method or a bad setting in any suite fails before any work."""
     if init_distributed() and not is_main_process():
         progress = NullProgress()
-    for suite in request.suites:
-        outcome = run_suite(suite, request, progress, outcome)
+    plans = [plan_suite(suite, request, progress.message) for suite in request.suites]
+    outcome: SweepOutcome | None = None
+    for plan in plans:
+        outcome = run_suite(plan, request, progress, outcome)
     assert outcome is not None
-    from reports.render import write_leaderboard
-
-    if is_main_process():
-        outcome.leaderboard = write_leaderboard(load_records(outcome.output_dir / "records"),
-                                                outcome.output_dir / "leaderboard", outcome.output_dir / "tuning")
     barrier()
     return outcome
 
 
-def run_suite(suite: str, request: CliRequest, progress: Progress, outcome: SweepOutcome | None) -> SweepOutcome:
-    probe = resolve(suite, request.methods[0], profile=request.profile or "paper", recipe=request.recipe,
-                    overrides=request.overrides)
-    variants = [dataset_variant(probe, v) for v in probe.suite.variants]
-    data = locate(probe.suite.dataset, variants, probe.data.root, probe.data.source, probe.data.standin_size)
-    if data.note:
-        progress.message(data.note)
-    profile = request.profile or ("paper" if data.kind == REAL else "demo")
-    configs = {m: resolve(suite, m, profile=profile, recipe=request.recipe, overrides=request.overrides)
-               for m in request.methods}
-    output_dir = ensure_writable(Path(probe.output.dir).expanduser().resolve())
+def run_suite(plan: SuitePlan, request: CliRequest, progress: Progress, outcome: SweepOutcome | None) -> SweepOutcome:
+    first = plan.configs[plan.methods[0]]  # resolved with the chosen profile (the demo profile sets executor.*)
+    output_dir = ensure_writable(Path(first.output.dir).expanduser().resolve())
     outcome = outcome or SweepOutcome(output_dir)
-    first = configs[request.methods[0]]  # resolved with the chosen profile (the demo profile sets executor.*)
     executor = make_executor(first.executor, output_dir, distributed=world_size() > 1)  # bad settings fail early
-    tracker = make_tracker(probe.tracking.enabled, probe.tracking.uri, probe.tracking.experiment, output_dir) \
+    tracker = make_tracker(first.tracking.enabled, first.tracking.uri, first.tracking.experiment, output_dir) \
         if is_main_process() else NullTracker()
     outcome.tracking_uri = tracker.uri
     same_sweep = [o for o in request.overrides if not o.startswith("executor.")]  # where jobs run is not identity
-    sweep_key = config_hash([suite, request.methods, profile, request.recipe, same_sweep, data.kind])
+    kind = plan.data_kind
+    sweep_key = config_hash([plan.suite, plan.methods, plan.profile, request.recipe, same_sweep, kind])
     sweep_run = tracker.open_run(
-        f"sweep/{sweep_key}", f"{suite} sweep ({profile}, {data.kind})",
-        params={"suite": suite, "methods": ",".join(request.methods), "profile": profile, "recipe": request.recipe,
-                "overrides": " ".join(request.overrides), "data_kind": data.kind},
-        tags={"bench.stage": "sweep", "bench.suite": suite},
+        f"sweep/{sweep_key}", f"{plan.suite} sweep ({plan.profile}, {kind})",
+        params={"suite": plan.suite, "methods": ",".join(plan.methods), "profile": plan.profile,
+                "recipe": request.recipe, "overrides": " ".join(request.overrides), "data_kind": kind},
+        tags={"bench.stage": "sweep", "bench.suite": plan.suite},
     )
-    progress.message(f"{suite}: {len(request.methods)} method(s) x {len(first.suite.variants)} variant(s) x "
-                     f"{len(first.seeds)} seed(s), profile {profile}, {data.kind} data")
+    progress.message(f"{plan.suite}: {len(plan.methods)} method(s) x {len(plan.variants)} variant(s) x "
+                     f"{len(first.seeds)} seed(s), profile {plan.profile}, {kind} data")
     groups: list[GroupPlan] = []
-    for method in request.methods:  # pre-training (or import / cache) of every method, before any job is dispatched
-        cfg = configs[method]
+    for method in plan.methods:  # pre-training (or import / cache) of every method, before any job is dispatched
+        cfg = plan.configs[method]
         encoder = encoder_source(cfg, METHODS.get(method), output_dir, tracker, sweep_run, progress, progress.message)
-        groups.extend(plan_method(cfg, data, encoder, output_dir, tracker, sweep_run, sweep_key))
+        groups.extend(plan_method(cfg, plan, encoder, output_dir, tracker, sweep_run, sweep_key))
     barrier()  # under torchrun every rank has planned from the same records before rank 0 writes new ones
     pending = [job for group in groups for job in group.pending]
     outcome.skipped += sum(len(group.job_ids) for group in groups) - len(pending)
@@ -154,31 +134,24 @@ class GroupPlan:
     pending: list[JobSpec]
 
 
-def plan_method(cfg: DictConfig, data: DataSource, encoder: EncoderSource, output_dir: Path, tracker, sweep_run,
+def plan_method(cfg: DictConfig, plan: SuitePlan, encoder: EncoderSource, output_dir: Path, tracker, sweep_run,
                 sweep_key: str) -> list[GroupPlan]:
     """Every variant x seed of one method; a job whose record exists is not planned again (resume)."""
     method = cfg.method.name
-    fhash = finetune_hash(cfg)
-    records_dir = output_dir / "records" / cfg.suite.name / f"{method}-{fhash}"
     groups = []
-    for variant in cfg.suite.variants:
-        vcfg = variant_config(cfg, variant)
-        vdata = variant_source(vcfg, variant, data)  # a variant may name its own data set (suite svm)
-        kind = SYNTHETIC if SYNTHETIC in (vdata.kind, encoder.data_kind) else REAL
+    for variant in plan.variants:
+        jobs = [job_spec(cfg, variant, seed, plan.data[variant], encoder, output_dir / "work", sweep_key,
+                         output_dir / "records", tracking_uri=tracker.uri, experiment=cfg.tracking.experiment)
+                for seed in cfg.seeds]
         group_run = tracker.open_run(
-            f"{sweep_key}/{method}/{variant}/{fhash}", f"{method} / {variant}", parent=sweep_run,
-            params=to_plain(vcfg), tags={"bench.stage": "group", "bench.method": method, "bench.variant": variant},
+            f"{sweep_key}/{method}/{variant}/{jobs[0].fhash}", f"{method} / {variant}", parent=sweep_run,
+            params=to_plain(jobs[0].cfg),
+            tags={"bench.stage": "group", "bench.method": method, "bench.variant": variant},
         )
-        group = GroupPlan(group_run, records_dir, [], [])
-        for seed in cfg.seeds:
-            job_id = f"{cfg.suite.name}/{variant}/{method}/seed{seed}"
-            group.job_ids.append(job_id)
-            if record_path(records_dir, job_id).exists():
-                continue
-            workdir = output_dir / "work" / cfg.suite.name / f"{method}-{fhash}" / variant / f"seed{seed}"
-            group.pending.append(JobSpec(vcfg, variant, seed, job_id, fhash, sweep_key, kind, vdata, encoder, workdir,
-                                         group_run, records_dir, tracker.uri, cfg.tracking.experiment))
-        groups.append(group)
+        for job in jobs:
+            job.group_run = group_run
+        pending = [job for job in jobs if not job.path.exists()]
+        groups.append(GroupPlan(group_run, jobs[0].records_dir, [job.job_id for job in jobs], pending))
     return groups
 
 
@@ -189,34 +162,9 @@ def collect_group(group: GroupPlan, tracker, outcome: SweepOutcome) -> None:
         raise OutputError(f"no run record for {', '.join(missing)} under {group.records_dir}: the job ended "
                           "without writing one. Run the same command again to retry it.")
     records = [read_record(record_path(group.records_dir, j)) for j in group.job_ids]
-    tracker.log_metrics(group.run_id, aggregate(records))
+    tracker.log_metrics(group.run_id, group_statistics(records))
     tracker.close_run(group.run_id)
     outcome.records.extend(records)
-
-
-@dataclass
-class JobSpec:
-    cfg: DictConfig
-    variant: str
-    seed: int
-    job_id: str
-    fhash: str
-    sweep_key: str
-    kind: str
-    data: DataSource
-    encoder: EncoderSource
-    workdir: Path
-    # for executors (another process may run the job): where its run and record go
-    group_run: str | None = None
-    records_dir: Path | None = None
-    tracking_uri: str | None = None  # resolved; None: tracking disabled
-    experiment: str = "pointbench"
-    command: str = field(default_factory=current_command)  # the bench command line, for records written elsewhere
-
-    @property
-    def path(self) -> Path:
-        assert self.records_dir is not None
-        return record_path(self.records_dir, self.job_id)
 
 
 def execute_job(job: JobSpec, progress: Progress | None = None) -> str:
@@ -264,18 +212,18 @@ def run_job(job: JobSpec, tracker, group_run: str | None, progress: Progress, ep
     except BaseException:
         tracker.close_run(run_id, status="FAILED")
         raise
+    env = {**environment(resolve_device(cfg.trainer.device)), "deterministic": bool(cfg.trainer.deterministic)}
     record = RunRecord(
         job_id=job.job_id, sweep_id=job.sweep_key, method=method_cls.name, suite=cfg.suite.name,
         suite_version=cfg.suite.version, variant=job.variant, seed=job.seed, protocol=cfg.suite.protocol,
-        data_kind=job.kind, profile=cfg.profile, recipe=cfg.recipe, metric=result.metric,
-        higher_is_better=result.higher_is_better, epochs=result.epochs, final=result.final,
-        selection=result.selection, config=plain, env=environment(resolve_device(cfg.trainer.device)),
+        data_kind=job.kind, profile=cfg.profile, recipe=cfg.recipe, metric=result.headline.name,
+        results=result.metrics, epochs=result.epochs, config=plain, env=env,
         wall_time_s=time.perf_counter() - tic, config_hash=job.fhash,
         pretrain={**job.encoder.to_dict(), "load_report": result.extra.get("checkpoint_load")},
         mlflow_run_id=run_id, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command=current_command(), details={k: v for k, v in result.extra.items() if k != "checkpoint_load"},
     )
-    tracker.log_metrics(run_id, {f"final_{k}": v for k, v in result.final.items()})
+    tracker.log_metrics(run_id, final_metrics(result.metrics))
     tracker.log_artifact_text(run_id, record.to_json(), "run_record.json")
     tracker.log_artifact_text(run_id, dump_yaml(cfg), "config.yaml")
     tracker.close_run(run_id)
@@ -283,19 +231,13 @@ def run_job(job: JobSpec, tracker, group_run: str | None, progress: Progress, ep
     return record
 
 
-def aggregate(records: list[RunRecord]) -> dict[str, float]:
-    """Per method x variant, the leaderboard's statistics (paper, honest mean/std, vote) for the MLflow group run."""
-    from reports.leaderboard import summarize
-
-    if not records:
-        return {}
-    (row,) = summarize(records, headline_only=True).to_dict("records")  # one method x variant x config
-    keys = ("paper", "honest_mean", "honest_std", "n_seeds", "vote_mean", "vote_std", "vote_best_of_r")
-    return {k: float(row[k]) for k in keys if row.get(k) is not None and row[k] == row[k]}
+def final_metrics(results) -> dict[str, float]:
+    """MLflow names of a job's statistics: ``final_<statistic>`` for the headline (as always), else
+    ``final_<metric>_<statistic>``."""
+    out = {f"final_{k}": s.value for k, s in results[0].statistics.items()}
+    out.update({f"final_{m.name}_{k}": s.value for m in results[1:] for k, s in m.statistics.items()})
+    return out
 
 
 def _job_line(record: RunRecord) -> str:
-    f = record.final
-    vote = f"  vote {f['vote']:.2f}" if "vote" in f else ""
-    return (f"  {record.job_id}: last {f['last']:.2f}  best {f['best']:.2f} (epoch {int(f['best_epoch'])})"
-            f"{vote}  [{record.wall_time_s:.0f} s]")
+    return f"  {record.job_id}: {statistics_line(record.headline)}  [{record.wall_time_s:.0f} s]"

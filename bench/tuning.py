@@ -36,7 +36,7 @@ Outputs in ``<output.dir>/tuning/<study>/`` (written by every worker when it end
 - ``summary.json``, schema 1::
 
     {"schema": 1, "study": str, "storage": str (password hidden), "suite": str, "method": str, "variant": str,
-     "profile": str, "data_kind": "real"|"synthetic", "metric": str, "direction": "maximize"|"minimize",
+     "profile": str, "data_kind": "real"|"synthetic", "metric": str, "direction": "maximize"|"minimize" (Optuna's),
      "objective": "best"|"last", "val_fraction": float, "seeds": [int], "trials_requested": int,
      "space": {key: {"type": "float"|"int", "low", "high", "log", "step"?} | {"type": "categorical", "choices"}},
      "counts": {"COMPLETE": int, "PRUNED": int, "FAIL": int, "RUNNING": int, "WAITING": int},
@@ -65,13 +65,16 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from bench.config import CliRequest, dataset_variant, finetune_hash, resolve, variant_config
+from bench.config import CliRequest, resolve
 from bench.errors import ConfigError, JobStopped
+from bench.metrics.base import Direction
+from bench.plan import job_spec, plan_suite, select_methods
 from bench.pretraining import encoder_source
 from bench.progress import Progress
-from bench.registry import METHODS, did_you_mean
-from bench.runner import JobSpec, ensure_writable, run_job
-from bench.sources import REAL, SYNTHETIC, DataSource, locate
+from bench.registry import METHODS, METRICS, did_you_mean
+from bench.results import HONEST
+from bench.runner import ensure_writable, run_job
+from bench.sources import DataSource
 from bench.tracking import make_tracker
 from bench.tuning_space import Param, as_overrides, parse_space
 
@@ -98,8 +101,13 @@ class Study:
     storage_url: str
     space: list[Param]
     tracker: Any
+    direction: Direction = Direction("max")  # of tune.metric (objective_direction)
     mlflow_run: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def optuna_direction(self) -> str:
+        return self.direction.optuna
 
 
 @dataclass
@@ -110,25 +118,26 @@ class TuneOutcome:
 
 
 def setup_study(request: CliRequest, progress: Progress) -> Study:
-    """Resolve the (single) suite x method, the data, the space and the storage; open the MLflow study run."""
-    if len(request.suites) != 1 or len(request.methods) != 1:
+    """Plan the (single) suite x method on the tuned variant (:mod:`bench.plan`: the same data, profile and
+    compatibility rules as ``bench run``), the space and the storage; open the MLflow study run."""
+    methods = request.methods or []
+    if len(request.suites) != 1 or len(methods) != 1:
         raise ConfigError(f"bench tune takes one suite and one method, got suite={','.join(request.suites)} "
-                          f"method={','.join(request.methods)}.")
-    suite, method = request.suites[0], request.methods[0]
+                          f"method={','.join(methods) or 'all'}.")
+    suite, method = request.suites[0], methods[0]
+    select_methods(suite, request)  # an incompatible method fails here, before anything is opened
     probe = resolve(suite, method, profile=request.profile or "paper", recipe=request.recipe,
                     overrides=request.overrides)
-    tune = probe.tune
-    variant = tune.variant or probe.suite.variants[0]
+    variant = probe.tune.variant or probe.suite.variants[0]
     if variant not in probe.suite.variants:
         raise ConfigError(f'tune.variant "{variant}" is not a variant of suite {suite}.'
                           f"{did_you_mean(variant, list(probe.suite.variants))} Known: {list(probe.suite.variants)}.")
-    data = locate(probe.suite.dataset, [dataset_variant(probe, variant)], probe.data.root, probe.data.source,
-                  probe.data.standin_size)
-    if data.note:
-        progress.message(data.note)
-    profile = request.profile or ("paper" if data.kind == REAL else "demo")
-    base = resolve(suite, method, profile=profile, recipe=request.recipe, overrides=request.overrides)
+    plan = plan_suite(suite, request, progress.message, variants=[variant])
+    profile, data, base = plan.profile, plan.data[variant], plan.configs[method]
     check_tune(base.tune)
+    if "validation" not in base.suite:
+        raise ConfigError(f"bench tune scores trials on a held-out part of train, but the {base.suite.protocol} "
+                          f"protocol of suite {suite} has no suite.validation setting.")
     space = parse_space(base.tune.space, base)
     output_dir = ensure_writable(Path(base.output.dir).expanduser().resolve())
     name = base.tune.study or f"{suite}-{method}-{profile}-{variant}"
@@ -136,7 +145,7 @@ def setup_study(request: CliRequest, progress: Progress) -> Study:
     storage_url = base.tune.storage or f"sqlite:///{output_dir / 'tuning' / 'optuna.db'}"
     tracker = make_tracker(base.tracking.enabled, base.tracking.uri, base.tracking.experiment, output_dir)
     study = Study(request, suite, method, profile, variant, base, data, output_dir, folder, name, storage_url,
-                  space, tracker)
+                  space, tracker, objective_direction(base.tune))
     study.mlflow_run = tracker.open_run(
         f"tune/{name}", f"study {name}",
         params={"suite": suite, "method": method, "variant": variant, "profile": profile, "data_kind": data.kind,
@@ -150,8 +159,8 @@ def check_tune(tune: DictConfig) -> None:
     """The tune section's own values (the space is checked by :func:`parse_space`)."""
     if tune.trials < 1:
         raise ConfigError(f"tune.trials={tune.trials}: run at least one trial.")
-    if tune.direction not in ("maximize", "minimize"):
-        raise ConfigError(f'tune.direction must be "maximize" or "minimize", not "{tune.direction}".')
+    if tune.direction not in ("auto", "maximize", "minimize"):
+        raise ConfigError(f'tune.direction must be "auto", "maximize" or "minimize", not "{tune.direction}".')
     if tune.objective not in ("best", "last"):
         raise ConfigError(f'tune.objective must be "best" or "last", not "{tune.objective}".')
     if tune.pruner not in PRUNERS:
@@ -161,6 +170,18 @@ def check_tune(tune: DictConfig) -> None:
         raise ConfigError(f"tune.val_fraction={tune.val_fraction}: the held-out part of train must lie in (0, 1).")
     if not tune.seeds:
         raise ConfigError("tune.seeds is empty: give at least one seed, e.g. tune.seeds=[0].")
+
+
+def objective_direction(tune: DictConfig) -> Direction:
+    """``tune.direction``, or with ``auto`` the direction of the registered metric behind ``tune.metric`` (an
+    epoch-row name: ``val_acc`` -> ``acc``). Optuna maximises a target direction's score (minus the distance)."""
+    if tune.direction != "auto":
+        return Direction("max" if tune.direction == "maximize" else "min")
+    name = tune.metric.split("_", 1)[1] if tune.metric.startswith(("val_", "test_")) else tune.metric
+    if name not in METRICS:
+        raise ConfigError(f'tune.direction=auto: tune.metric "{tune.metric}" names no registered metric '
+                          f"({', '.join(METRICS.names())}); set tune.direction=maximize or minimize.")
+    return METRICS.get(name).direction
 
 
 def make_storage(url: str, heartbeat_s: int, retries: int) -> optuna.storages.RDBStorage:
@@ -196,14 +217,15 @@ def _with_driver(url: str) -> str:
     return url
 
 
-def make_pruner(tune: DictConfig) -> optuna.pruners.BasePruner:
+def make_pruner(tune: DictConfig, direction: str) -> optuna.pruners.BasePruner:
+    """The pruner of ``tune.pruner``; ``direction`` is the study's (maximize | minimize)."""
     if tune.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=tune.pruner_startup_trials,
                                            n_warmup_steps=tune.pruner_warmup_epochs)
     if tune.pruner == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, tune.pruner_warmup_epochs))
     if tune.pruner == "threshold":
-        bound = {"lower" if tune.direction == "maximize" else "upper": tune.threshold}
+        bound = {"lower" if direction == "maximize" else "upper": tune.threshold}
         return optuna.pruners.ThresholdPruner(**bound, n_warmup_steps=tune.pruner_warmup_epochs)
     return optuna.pruners.NopPruner()
 
@@ -222,12 +244,13 @@ def open_study(study: Study) -> optuna.Study:
     tune = study.base.tune
     storage = make_storage(study.storage_url, tune.heartbeat_s, tune.retries)
     optuna_study = optuna.create_study(
-        study_name=study.name, storage=storage, load_if_exists=True, direction=tune.direction,
-        sampler=optuna.samplers.TPESampler(seed=tune.sampler_seed), pruner=make_pruner(tune),
+        study_name=study.name, storage=storage, load_if_exists=True, direction=study.optuna_direction,
+        sampler=optuna.samplers.TPESampler(seed=tune.sampler_seed), pruner=make_pruner(tune, study.optuna_direction),
     )
-    if optuna_study.direction.name.lower() != tune.direction:
+    if optuna_study.direction.name.lower() != study.optuna_direction:
         raise ConfigError(f'study "{study.name}" in {hide_password(study.storage_url)} was created to '
-                          f"{optuna_study.direction.name.lower()}, not {tune.direction}: pick another tune.study.")
+                          f"{optuna_study.direction.name.lower()}, not {study.optuna_direction}: pick another "
+                          "tune.study.")
     if not optuna_study.get_trials(deepcopy=False):
         defaults = {p.path: OmegaConf.select(study.base, p.path) for p in study.space}
         outside = [p.path for p in study.space if not p.contains(defaults[p.path])]
@@ -321,7 +344,6 @@ def run_seed(study: Study, cfg: DictConfig, trial: optuna.Trial, seed: int, tria
     method_cls = METHODS.get(study.method)
     encoder = encoder_source(cfg, method_cls, study.output_dir, study.tracker, study.mlflow_run, progress,
                              progress.message)
-    kind = SYNTHETIC if SYNTHETIC in (study.data.kind, encoder.data_kind) else REAL
     offset = int(trial.user_attrs.get("epochs_run", 0))
 
     def report(epoch: int, row: dict[str, float]) -> None:
@@ -329,14 +351,17 @@ def run_seed(study: Study, cfg: DictConfig, trial: optuna.Trial, seed: int, tria
             raise ConfigError(f'tune.metric "{tune.metric}" is not among the epoch metrics of suite '
                               f"{study.suite} ({', '.join(sorted(row))}).")
         trial.set_user_attr("epochs_run", offset + epoch + 1)
-        trial.report(float(row[tune.metric]), offset + epoch)
+        trial.report(optuna_value(study.direction, float(row[tune.metric])), offset + epoch)
         if not is_default and trial.should_prune():
             raise Pruned(f"pruned at epoch {epoch} ({tune.metric} {row[tune.metric]:.2f})")
 
-    job = JobSpec(variant_config(cfg, study.variant), study.variant, seed,
-                  f"{study.suite}/{study.variant}/{study.method}/seed{seed}", finetune_hash(cfg),
-                  f"tune/{study.name}/trial{trial.number}", kind, study.data, encoder, workdir / f"seed{seed}")
+    job = job_spec(cfg, study.variant, seed, study.data, encoder, workdir, f"tune/{study.name}/trial{trial.number}")
     record = run_job(job, study.tracker, trial_run, progress, epoch_hook=report)
-    curve = [row[tune.metric] for row in record.epochs]
-    pick = max if tune.direction == "maximize" else min
-    return (pick(curve) if tune.objective == "best" else curve[-1]), float(record.final["last"])
+    curve = [optuna_value(study.direction, row[tune.metric]) for row in record.epochs]
+    pick = min if study.optuna_direction == "minimize" else max
+    return (pick(curve) if tune.objective == "best" else curve[-1]), float(record.headline.value(HONEST))
+
+
+def optuna_value(direction: Direction, value: float) -> float:
+    """What Optuna sees: the value itself (max / min), or the target direction's score (minus the distance)."""
+    return value if direction.kind != "target" else direction.score(value)

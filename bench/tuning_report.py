@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 import yaml
 
-from bench.records import atomic_write_text
+from bench.io import atomic_write_text
 from bench.tuning_space import as_nested
 
 SUMMARY_SCHEMA = 1
@@ -48,7 +48,8 @@ def summarize_study(study, optuna_study: optuna.Study) -> dict[str, Any]:
     return {
         "schema": SUMMARY_SCHEMA, "study": study.name, "storage": hide_password(study.storage_url),
         "suite": study.suite, "method": study.method, "variant": study.variant, "profile": study.profile,
-        "data_kind": study.data.kind, "metric": tune.metric, "direction": tune.direction, "objective": tune.objective,
+        "data_kind": study.data.kind, "metric": tune.metric, "direction": study.optuna_direction,
+        "objective": tune.objective,
         "val_fraction": float(tune.val_fraction), "seeds": [int(s) for s in tune.seeds],
         "trials_requested": int(tune.trials), "space": {p.path: p.to_dict() for p in study.space},
         "counts": {s: sum(t.state.name == s for t in trials) for s in STATES},

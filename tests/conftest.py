@@ -20,7 +20,6 @@ TINY_RUN = [
     "pretrain.trainer.epochs=1",
     "pretrain.trainer.batch_size=8",
     "data.standin_size=tiny",
-    "suite.vote.times=2",
     "executor.workers=1",  # the demo profile runs two jobs at a time; tests run them in-process
 ]
 

@@ -39,9 +39,9 @@ def test_sweep_writes_one_record_per_job_marked_synthetic(sweep):
     )
     for record in records:
         assert record.data_kind == "synthetic" and record.profile == "demo" and record.seed == 0
-        assert len(record.epochs) == 2 and 0 <= record.final["last"] <= 100
-        assert record.final["best"] == max(row["test_acc"] for row in record.epochs)
-        assert {"vote", "vote_last", "vote_best"} <= set(record.final)
+        assert len(record.epochs) == 2 and 0 <= record.flat()["last"] <= 100
+        assert record.flat()["best"] == max(row["test_acc"] for row in record.epochs)
+        assert {"vote", "vote_last", "vote_best"} <= set(record.flat())
         assert record.env["ops_backend"] and record.env["torch"] == torch.__version__
         expected = "pretrained" if METHODS.get(record.method).pretrains() else "none"
         assert record.pretrain["source"] in (expected, "cache")
@@ -196,8 +196,11 @@ def test_record_json_is_self_describing(sweep):
     _, out = sweep
     path = next((out / "records").rglob("*.json"))
     data = json.loads(path.read_text())
-    assert data["config"]["suite"]["name"] == "scanobjectnn" and data["selection"]["best"]
-    assert data["config_hash"] and data["env"]["git_commit"]
+    assert data["config"]["suite"]["name"] == "scanobjectnn" and data["schema_version"] == 2
+    headline = data["results"][0]
+    assert headline["name"] == data["metric"] == "acc" and (headline["direction"], headline["unit"]) == ("max", "%")
+    assert headline["statistics"]["best"]["role"] == "paper" and headline["statistics"]["best"]["rule"]
+    assert data["config_hash"] and data["env"]["git_commit"] and data["env"]["deterministic"] is False
 
 
 SHARED_MODELNET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "modelnet40_normal_resampled_2class"

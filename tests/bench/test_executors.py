@@ -33,7 +33,7 @@ def bench(*args: str) -> int:
 
 def comparable(records):
     """What must not depend on where a job ran: every epoch row (timings aside) and the final statistics."""
-    return [(r.job_id, [{k: v for k, v in row.items() if "time" not in k} for row in r.epochs], r.final)
+    return [(r.job_id, [{k: v for k, v in row.items() if "time" not in k} for row in r.epochs], r.flat())
             for r in records]
 
 

@@ -93,7 +93,7 @@ def test_a_sweep_arrives_whole_on_an_mlflow_server(server, tiny_data_root, tmp_p
     assert stage[group.info.run_id] == "group" and stage[group.data.tags["mlflow.parentRunId"]] == "sweep"
     assert job.data.params["trainer.epochs"] == "2" and job.data.params["suite.name"] == "scanobjectnn"
     assert [m.step for m in client.get_metric_history(job.info.run_id, "test_acc")] == [0, 1]
-    assert job.data.metrics["final_best"] == record.final["best"] and group.data.metrics["n_seeds"] == 1.0
+    assert job.data.metrics["final_best"] == record.flat()["best"] and group.data.metrics["n_seeds"] == 1.0
     assert {a.path for a in client.list_artifacts(job.info.run_id)} >= {"run_record.json", "config.yaml"}
     local = Path(mlflow.artifacts.download_artifacts(run_id=job.info.run_id, artifact_path="run_record.json",
                                                      tracking_uri=url, dst_path=str(tmp_path / "download")))

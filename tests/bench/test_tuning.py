@@ -26,7 +26,7 @@ from bench.errors import ConfigError
 from bench.records import load_records
 from bench.tuning import make_storage
 from bench.tuning_space import parse_space
-from suites.protocols.finetune import stratified_split
+from suites.protocols.toolkit import stratified_split
 
 pytestmark = pytest.mark.slow
 
@@ -133,15 +133,15 @@ def test_hold_out_comes_from_train_never_test(tiny_data_root, tiny_run):
     from bench.api import JobContext
     from bench.data.base import build_dataset
     from bench.registry import METHODS
-    from suites.protocols.finetune import Finetune, chain
+    from suites.protocols.toolkit import chain, hold_out, job_dataset
 
     overrides = [*tiny_run, *TINY_MODEL, "suite.validation=0.25"]
     cfg = resolve("scanobjectnn", "scratch", profile="demo", overrides=overrides)
     root = tiny_data_root / "synthetic"
     ctx = JobContext(cfg=cfg, method_cls=METHODS.get("scratch"), variant="objbg", seed=3, data_root=root,
                      workdir=None)
-    full = Finetune.dataset(ctx, "train", chain(cfg.suite.transforms.train))
-    fit, val = Finetune.hold_out(ctx, full)
+    full = job_dataset(ctx, "train", chain(cfg.suite.transforms.train))
+    fit, val = hold_out(ctx, full, cfg.suite.validation)
     assert len(fit) + len(val) == len(full) and len(val) == 15 * 2  # 8 per class in the tiny stand-in
     assert np.bincount(val.labels().numpy()).tolist() == [2] * 15
     test = build_dataset("scanobjectnn", root, "test", "objbg")
