@@ -64,20 +64,23 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import parse_cli
     from bench.progress import make_progress
+    from bench.records import load_records
     from bench.runner import run
-    from reports.render import render_markdown
+    from bench.trainer import is_main_process
+    from reports.leaderboard import summarize
+    from reports.render import render_markdown, write_leaderboard
 
     request = parse_cli(args.args)
     progress = make_progress(args.quiet)
     outcome = run(request, progress)
-    if not outcome.leaderboard:  # a torchrun rank other than 0: rank 0 reports
+    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
         return 0
+    out = outcome.output_dir
+    paths = write_leaderboard(load_records(out / "records"), out / "leaderboard", out / "tuning")
     if not args.quiet:
-        from reports.leaderboard import summarize
-
         print(render_markdown(summarize(outcome.records)))
     print(f"ran {outcome.ran} job(s), {outcome.skipped} already done")
-    print(f"leaderboard: {outcome.leaderboard.get('md')} (also {_others(outcome.leaderboard)})")
+    print(f"leaderboard: {paths.get('md')} (also {_others(paths)})")
     if outcome.tracking_uri:
         print(f"mlflow: mlflow ui --backend-store-uri {outcome.tracking_uri}")
     return 0
@@ -99,41 +102,33 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from bench.config import dump_yaml, parse_cli, resolve
+    """``bench show``: the configs ``bench run`` would resolve (the same planner: methods, data, profile)."""
+    from bench.config import dump_yaml, parse_cli
+    from bench.plan import plan_suite
 
     request = parse_cli(args.args)
     for suite in request.suites:
-        for method in request.methods:
-            profile = request.profile or _auto_profile(suite, method, request)
-            cfg = resolve(suite, method, profile=profile, recipe=request.recipe, overrides=request.overrides)
-            print(f"# suite={suite} method={method} profile={profile} recipe={request.recipe}")
-            print(dump_yaml(cfg))
+        plan = plan_suite(suite, request, note=lambda line: print(f"# {line}"))
+        for method in plan.methods:
+            print(f"# suite={suite} method={method} profile={plan.profile} recipe={request.recipe}")
+            print(dump_yaml(plan.configs[method]))
     return 0
 
 
-def _auto_profile(suite: str, method: str, request) -> str:
-    """paper when the suite's real data is present, demo otherwise (the same rule as ``bench run``)."""
-    from bench.config import dataset_variant, resolve
-    from bench.sources import missing_files
-
-    probe = resolve(suite, method, profile="paper", recipe=request.recipe, overrides=request.overrides)
-    variants = [dataset_variant(probe, v) for v in probe.suite.variants]
-    return "demo" if missing_files(probe.suite.dataset, Path(probe.data.root), variants) else "paper"
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
-    from bench.config import representation_methods, suite_names
+    from bench.config import suite_names
     from bench.data.check import check_data
+    from bench.plan import runnable_suites
     from bench.registry import METHODS, load_plugins
     from bench.schema import PROFILES
 
     load_plugins()
     root = Path(_kv(args.args).get("data.root", _default_root()))
-    print("methods:")
+    runs = runnable_suites()
+    print("methods (capabilities; suites it can run):")
     for name in METHODS.names():
-        cls = METHODS.get(name)
-        caps = ", ".join(sorted(cls.capabilities))
-        print(f"  {name:<14} {caps}{'' if name in representation_methods() else ' (not in method=all)'}")
+        caps = ", ".join(sorted(METHODS.get(name).capabilities))
+        print(f"  {name:<14} {caps}; {', '.join(runs[name]) or 'none'}")
     print("suites:   " + ", ".join(suite_names()))
     print("profiles: " + ", ".join(PROFILES))
     for label, folder in (("data", root), ("synthetic stand-in", root / "synthetic")):
@@ -186,28 +181,16 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def _prepare(root: Path, options: dict[str, str], names: list[str] | tuple[str, ...] = ()) -> int:
-    """``bench data prepare [modelnet40|fewshot] [seed=0]``: build the ModelNet40 ``.dat`` caches from the txt
-    layout; ``fewshot``: the few-shot fold pickles drawn from those caches (bench.data.fewshot)."""
-    from bench.data.modelnet40 import build_modelnet_cache
+    """``bench data prepare [name ...] [key=value ...]``: run the registered prepare steps (``PREPARERS``, see
+    bench.data.prepare) in the order given, ``modelnet40`` (the ``.dat`` caches) when none is named; ``fewshot``
+    draws the few-shot fold pickles (``seed=0``). An unknown name fails before any step runs."""
+    from bench.data.prepare import resolve_steps, summary_lines
 
-    if set(names) - {"modelnet40", "fewshot"}:
-        raise BenchError(f"cannot prepare {', '.join(sorted(set(names) - {'modelnet40', 'fewshot'}))}: "
-                         "choose modelnet40 (the default) or fewshot.")
-    if "fewshot" in names:
-        from bench.data.fewshot import prepare_fewshot
-
-        if not options.get("seed", "0").isdigit():
-            raise BenchError(f"seed={options['seed']}: the few-shot draw seed must be a non-negative integer.")
-        written = prepare_fewshot(root, seed=int(options.get("seed", "0")))
-        print(f"wrote {len(written)} few-shot fold file(s) under {root / 'ModelNetFewshot'}")
-        if "modelnet40" not in names:
-            return 0
-
-    folder = root / "ModelNet" / "modelnet40_normal_resampled"
-    if not folder.exists():
-        raise BenchError(f"nothing to prepare: {folder} does not exist.")
-    for split in ("train", "test"):
-        print(f"wrote {build_modelnet_cache(folder, split)}")
+    steps = resolve_steps(names)
+    step_options = {key: value for key, value in options.items() if key != "data.root"}
+    for step in steps:
+        for line in summary_lines(step, step(root, step_options)):
+            print(line)
     return 0
 
 

@@ -6,13 +6,15 @@ name, ``O_EXCL``, so a planted file or link at a fixed temp name is never writte
 fsynced, then ``os.replace`` renames the temp file onto the target. A reader sees the old file or the whole new one,
 never half of it; a killed writer leaves at most a ``.<name>.*.tmp`` file, which the next write does not reuse.
 The file gets mode 0644 less the process umask (``mkstemp`` would give 0600), the same for every output.
+Writers that need a file name rather than a handle (h5py) use :func:`atomic_output`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,27 +29,35 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call ``write(handle)`` on a binary temp file beside ``path``, fsync, rename onto ``path``; return ``path``.
-
-    OutputError (naming the folder) when the folder cannot be created or written."""
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """A fresh temp path beside ``path`` for writers that need a file name (h5py, a zip writer); on a clean exit
+    the file is fsynced, given :data:`DEFAULT_MODE` less the umask and renamed onto ``path``; on an error it is
+    removed and ``path`` is untouched. OutputError (naming the folder) when the folder cannot be written."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err}. Is {path.parent} writable?") from None
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, DEFAULT_MODE & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``write(handle)`` on a binary temp file beside ``path``, fsync, rename onto ``path``; return ``path``."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -111,6 +111,9 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
     kind = SYNTHETIC if SYNTHETIC in kinds else REAL
     if (folders[-1] / CHECKPOINT_NAME).exists():
         return EncoderSource("cache", str(folders[-1] / CHECKPOINT_NAME), kind, keys[-1], _details(stages, folders))
+    # every stage still to run gets its data (side data checked against every sample id) before any stage trains
+    datasets = {i: stage_dataset(s, d, cfg.pretrain.seed) for i, (s, d, f) in enumerate(zip(stages, located, folders,
+                strict=True)) if not (f / CHECKPOINT_NAME).exists()}  # fmt: skip
     parent = tracker.open_run(
         key=f"pretrain/{method_cls.name}/{keys[-1]}", name=f"pretrain {method_cls.name}", parent=sweep_run,
         params={"method": OmegaConf.to_container(cfg.method), "pretrain": OmegaConf.to_container(cfg.pretrain,
@@ -123,7 +126,13 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
             run_id = parent if not cfg.pretrain.stages else tracker.open_run(
                 key=f"pretrain/{method_cls.name}/{keys[i]}/{stage.name}", name=f"stage {stage.name}", parent=parent,
                 params={"stage": stage.name, "index": i}, tags={"bench.stage": "pretrain_stage"})
-            run_stage(cfg, method_cls, stage, data, folder, previous, tracker, run_id, progress)
+            try:
+                run_stage(cfg, method_cls, stage, datasets[i], data.kind, folder, previous, tracker, run_id, progress)
+            except BaseException as err:  # no pre-training run is left RUNNING
+                status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+                for run in dict.fromkeys([run_id, parent]):
+                    tracker.close_run(run, status=status)
+                raise
             if run_id != parent:
                 tracker.close_run(run_id)
         previous = folder / CHECKPOINT_NAME
@@ -166,11 +175,10 @@ def stage_dataset(stage: Stage, data: DataSource, seed: int) -> TransformedDatas
     return TransformedDataset(base, build_transform(stage.transforms), seed=seed)
 
 
-def run_stage(cfg: DictConfig, method_cls, stage: Stage, data: DataSource, workdir: Path, start: Path | None,
-              tracker, run_id: str | None, progress) -> dict[str, Any]:  # fmt: skip
+def run_stage(cfg: DictConfig, method_cls, stage: Stage, dataset: TransformedDataset, data_kind: str, workdir: Path,
+              start: Path | None, tracker, run_id: str | None, progress) -> dict[str, Any]:  # fmt: skip
     """Train one stage with the one Trainer; write ``pretrain.pth`` (whole method) and ``pretrain.json``."""
     pre = cfg.pretrain
-    dataset = stage_dataset(stage, data, pre.seed)
     seed_everything(pre.seed)  # initial weights depend on the pre-training seed only, not on what ran before
     method = method_cls(OmegaConf.to_object(cfg.method))
     if start is not None:
@@ -187,7 +195,7 @@ def run_stage(cfg: DictConfig, method_cls, stage: Stage, data: DataSource, workd
         "wall_time_s": result.wall_time_s,
         "dataset": stage.dataset,
         "n_shapes": len(dataset),
-        "data_kind": data.kind,
+        "data_kind": data_kind,
     }
     if stage.name != IMPLICIT:
         details.update(stage=stage.name, started_from=None if start is None else start.parent.name)

@@ -13,6 +13,7 @@ import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from bench.errors import BenchError, UnknownNameError
@@ -55,6 +56,17 @@ class Registry(Generic[T]):
             )
         self._entries[name] = obj
         self._origin[name] = origin
+
+    @contextmanager
+    def temporarily(self, name: str, obj: T) -> Iterator[T]:
+        """Register ``obj`` under ``name`` for the duration of a ``with`` block (test-only methods, protocols,
+        metrics), then remove it again."""
+        self.add(name, obj)
+        try:
+            yield obj
+        finally:
+            self._entries.pop(name, None)
+            self._origin.pop(name, None)
 
     def get(self, name: str) -> T:
         try:
@@ -102,6 +114,12 @@ PROTOCOLS: Registry = Registry("protocol")
 DATASETS: Registry = Registry("dataset")
 TRANSFORMS: Registry = Registry("transform")
 METRICS: Registry = Registry("metric")
+#: per-shape side data (HDF5 beside the points, keyed by sample id): ``bench.data.side.SideData`` specs
+SIDE_DATA: Registry = Registry("side data")
+#: ``bench data prepare <name>`` steps: ``bench.data.prepare.PrepareStep``, called as ``step(root, options)``
+PREPARERS: Registry = Registry("prepare step")
+#: synthetic stand-in writers, one per data set: ``bench.data.synthetic.writers.StandinWriter``
+STANDIN_WRITERS: Registry = Registry("stand-in writer")
 
 #: packages whose modules register into the registries above
 PLUGIN_PACKAGES = ("bench.data", "bench.metrics", "suites.protocols", "methods")

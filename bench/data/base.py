@@ -3,7 +3,11 @@
 Conventions:
 - ``root`` is the DATA ROOT; each set lives below it in its official layout (reference/protocols.md section 1).
 - ``load(i)`` returns the raw sample as numpy: ``xyz`` float32 (N, 3), ``label`` int64 scalar array, plus
-  ``normal`` float32 (N, 3) where the set has normals and they are asked for.
+  ``normal`` float32 (N, 3) where the set has normals and they are asked for, and ``id`` (a ``str``): the
+  sample's stable identifier in the official layout, a file stem or an index path (``<file stem>/<index>``), the
+  same on every load and unique within a split (``sample_id(i)`` gives it without loading the arrays). Side data
+  (:mod:`bench.data.side`) is keyed by it. Transforms pass it through unchanged; :func:`to_tensors` keeps it a
+  ``str``, so the default collate gives a batch a list of ids.
 - Randomness lives only in transforms: :class:`TransformedDataset` seeds one generator per sample with
   ``np.random.default_rng([seed, epoch, index])``, so a sample's augmentation does not depend on the worker
   count or the order in which samples are drawn.
@@ -12,7 +16,7 @@ Conventions:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,12 +27,25 @@ from torch.utils.data import Dataset
 from bench.errors import ConfigError, DataError
 from bench.registry import DATASETS, did_you_mean
 
-Sample = dict[str, np.ndarray]
+#: a raw or transformed sample: numpy arrays by key, plus the ``id`` str
+Sample = dict[str, Any]
 Transform = Callable[[Sample, np.random.Generator], Sample]
 
 
 class PointCloudDataset(Dataset, ABC):
-    """A raw data set in its official layout below a data root; subclasses register in ``DATASETS``."""
+    """A raw data set in its official layout below a data root; subclasses register in ``DATASETS``.
+
+    Hooks the protocols read (declared here with their defaults, so no caller probes for undeclared attributes):
+
+    - ``seed_option``: the option the job's seed is passed as (few-shot: ``"fold"``, seed k is fold k); None: the
+      seed sets no option.
+    - ``category_parts``: per category index, its global part ids (ShapeNetPart); ``[]``: not a part data set.
+    - :meth:`class_weights`: per-class loss weights from the split's labels (S3DIS: its ``labelweights``); None:
+      unweighted.
+    - :meth:`rooms`: ``(name, xyz, labels)`` of every whole scene of the split (S3DIS); the default raises
+      DataError, the set has no rooms.
+    - :meth:`sample_id`: the ``id`` of sample ``i`` (see the module docstring); the default loads the sample.
+    """
 
     name: ClassVar[str]
     variants: ClassVar[tuple[str, ...]] = ("default",)
@@ -36,6 +53,10 @@ class PointCloudDataset(Dataset, ABC):
     class_names: ClassVar[list[str]] = []
     #: option name -> default value; the default's type is the accepted type (None: a path, or None)
     option_defaults: ClassVar[dict[str, Any]] = {}
+    #: the option that the job's seed is passed as (None: the seed sets no data set option)
+    seed_option: ClassVar[str | None] = None
+    #: per category index, its global part ids (part segmentation sets; [] for the others)
+    category_parts: ClassVar[list[list[int]]] = []
 
     def __init__(self, root: Path, split: str, variant: str = "default", **options: Any) -> None:
         _check_choice(f"{self.name} split", split, self.splits)
@@ -51,10 +72,23 @@ class PointCloudDataset(Dataset, ABC):
 
     @abstractmethod
     def load(self, i: int) -> Sample:
-        """The raw sample ``i`` (numpy arrays, no augmentation)."""
+        """The raw sample ``i`` (numpy arrays and its ``id``, no augmentation)."""
 
     def __getitem__(self, i: int) -> Sample:
         return self.load(i)
+
+    def sample_id(self, i: int) -> str:
+        """The stable ``id`` of sample ``i``; subclasses override it to avoid loading the arrays."""
+        return str(self.load(i)["id"])
+
+    def class_weights(self) -> np.ndarray | None:
+        """Per-class loss weights (float32, one per class) of this split, or None (the default: unweighted)."""
+        return None
+
+    def rooms(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """(name, xyz (N, 3), labels (N,)) of every whole room of the split, for whole-scene evaluation."""
+        raise DataError(f"data set {self.name} has no rooms: whole-room evaluation needs a scene data set "
+                        "(one that implements rooms(), such as s3dis).")
 
     @property
     def num_classes(self) -> int:
@@ -127,11 +161,17 @@ class TransformedDataset(Dataset):
         return to_tensors(sample)
 
 
-def to_tensors(sample: Sample) -> dict[str, torch.Tensor]:
-    """numpy sample -> tensors: ``xyz``/``normal`` float32, ``label`` int64 scalar, others as their dtype."""
-    out: dict[str, torch.Tensor] = {}
+def to_tensors(sample: Sample) -> dict[str, torch.Tensor | str]:
+    """numpy sample -> tensors: ``xyz``/``normal`` float32, ``label`` int64 scalar, others as their dtype.
+
+    Strings stay strings: a ``str`` (the sample ``id``) or a 0-d numpy string / bytes array becomes a plain ``str``;
+    torch's default collate then gives a list of them per batch."""
+    out: dict[str, torch.Tensor | str] = {}
     for key, value in sample.items():
         arr = np.asarray(value)
+        if arr.ndim == 0 and arr.dtype.kind in "US":
+            out[key] = arr.item().decode() if arr.dtype.kind == "S" else str(arr.item())
+            continue
         if key in ("xyz", "normal"):
             arr = arr.astype(np.float32, copy=False)
         elif key == "label":

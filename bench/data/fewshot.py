@@ -12,7 +12,8 @@ Point-BERT's DATASET.md draws ``5way10shot``; both are accepted (the underscore 
 Loader: ``pc_normalize`` on xyz (centroid, then max norm), normals dropped, label = ``new_label``. The suite's
 classifier keeps 40 outputs like the reference (``cls_dim: 40``). Variants are the four settings; the fold is the
 ``fold`` option, which the finetune protocol sets from the job's seed (:attr:`ModelNetFewshot.seed_option`): in
-the few-shot suite, seed k IS fold k.
+the few-shot suite, seed k IS fold k. Sample ids are the index path ``<way>way_<shot>shot/<fold>/<split>/<index>``
+(``5way_10shot/3/train/17``), whatever the folder spelling.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 from bench.data import modelnet40
 from bench.data.base import PointCloudDataset, Sample, check_points, pc_normalize
 from bench.data.pickle_io import dump_pickle, restricted_load
-from bench.errors import DataError
+from bench.data.prepare import prepare_step
+from bench.errors import BenchError, DataError
 from bench.registry import DATASETS
 
 FOLDER = "ModelNetFewshot"
@@ -135,6 +137,15 @@ def prepare_fewshot(root: Path, seed: int = 0) -> list[Path]:
     return write_folds(caches[0], caches[1], Path(root), seed=seed, strict=True)
 
 
+@prepare_step("fewshot", label="few-shot fold")
+def prepare_fewshot_step(root: Path, options: dict[str, str]) -> list[Path]:
+    """``bench data prepare fewshot [seed=0]``: :func:`prepare_fewshot` with the draw seed given on the command."""
+    seed = options.get("seed", "0")
+    if not seed.isdigit():
+        raise BenchError(f"seed={seed}: the few-shot draw seed must be a non-negative integer.")
+    return prepare_fewshot(root, seed=int(seed))
+
+
 @DATASETS.register("modelnet_fewshot")
 class ModelNetFewshot(PointCloudDataset):
     """One fold of one few-shot setting. Options: ``fold`` (0..9), ``use_normals`` (add ``normal``)."""
@@ -159,12 +170,18 @@ class ModelNetFewshot(PointCloudDataset):
 
     def load(self, i: int) -> Sample:
         points, new_label, _ = self.items[self._check_index(i)]
-        sample = {"xyz": pc_normalize(points[:, :3]), "label": np.asarray(new_label, dtype=np.int64)}
+        sample = {"xyz": pc_normalize(points[:, :3]), "label": np.asarray(new_label, dtype=np.int64),
+                  "id": self.sample_id(i)}
         if self.options["use_normals"]:
             if points.shape[1] < 6:
                 raise DataError(f"{self.path}: use_normals needs (P, 6) points, got {points.shape}.")
             sample["normal"] = np.ascontiguousarray(points[:, 3:6])
         return sample
+
+    def sample_id(self, i: int) -> str:
+        """``<way>way_<shot>shot/<fold>/<split>/<index>``."""
+        way, shot = SETTINGS[self.variant]
+        return f"{way}way_{shot}shot/{self.options['fold']}/{self.split}/{self._check_index(i)}"
 
     @classmethod
     def expected_files(cls, root: Path, variant: str = "5way10shot") -> list[Path]:

@@ -7,10 +7,14 @@ Layout below the data root (reference/protocols.md 1.2): ``ModelNet/modelnet40_n
 
 The loader returns ``pc_normalize``d xyz (centroid, then max norm: unit sphere); normals are dropped unless
 ``use_normals=True``. The train-time point shuffle and the 1k/8k FPS are transforms, chosen by the suite.
+Sample ids are the shape stems of ``modelnet40_<split>.txt`` (``airplane_0001``; the cache is built in list
+order); when the list is absent or lists another number of shapes than the cache holds, the cache index path
+``<cache file stem>/<index>`` (``modelnet40_train_8192pts_fps/17``).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +23,8 @@ import torch
 
 from bench.data.base import PointCloudDataset, Sample, check_points, pc_normalize, read_lines
 from bench.data.pickle_io import dump_pickle, restricted_load
-from bench.errors import DataError
+from bench.data.prepare import prepare_step
+from bench.errors import BenchError, DataError
 from bench.registry import DATASETS
 from extensions import ops
 
@@ -30,6 +35,7 @@ CLASS_NAMES = [
     "sofa", "stairs", "stool", "table", "tent", "toilet", "tv_stand", "vase", "wardrobe", "xbox",
 ]  # fmt: skip
 FOLDER = Path("ModelNet") / "modelnet40_normal_resampled"
+log = logging.getLogger(__name__)
 #: seed of the generator that draws each shape's FPS start index when a cache is built
 CACHE_SEED = 0
 
@@ -88,6 +94,15 @@ def build_modelnet_cache(folder: Path, split: str, npoints: int = 8192) -> Path:
     return out
 
 
+@prepare_step("modelnet40", label="ModelNet40 cache")
+def prepare_modelnet40(root: Path, options: dict[str, str]) -> list[Path]:
+    """``bench data prepare [modelnet40]``: both splits' ``.dat`` caches from the txt layout below ``root``."""
+    folder = Path(root) / FOLDER
+    if not folder.exists():
+        raise BenchError(f"nothing to prepare: {folder} does not exist.")
+    return [build_modelnet_cache(folder, split) for split in ("train", "test")]
+
+
 def read_cache(path: Path, num_classes: int = len(CLASS_NAMES)) -> tuple[list[np.ndarray], np.ndarray]:
     """Load and validate a ``.dat`` cache -> (list of (P, 6) float32, labels int64 (N,))."""
     obj = restricted_load(path)
@@ -126,14 +141,32 @@ class ModelNet40(PointCloudDataset):
         if not self.path.is_file():
             build_modelnet_cache(self.folder, split, self.options["npoints"])
         self.points, self.labels = read_cache(self.path)
+        self.ids = self._read_ids()
+
+    def _read_ids(self) -> list[str]:
+        """The shape stems of ``modelnet40_<split>.txt``; index paths when it is absent or does not fit the cache."""
+        listing = self.folder / f"modelnet40_{self.split}.txt"
+        ids = read_lines(listing) if listing.is_file() else []
+        if len(ids) == len(self.points):
+            return ids
+        if ids:
+            log.warning("%s lists %d shapes but %s holds %d: sample ids are cache indices (%s/<index>); delete the "
+                        "cache to rebuild it from the list.", listing, len(ids), self.path, len(self.points),
+                        self.path.stem)  # fmt: skip
+        return [f"{self.path.stem}/{i}" for i in range(len(self.points))]
 
     def __len__(self) -> int:
         return len(self.points)
 
+    def sample_id(self, i: int) -> str:
+        """The shape stem (``airplane_0001``), or ``<cache file stem>/<index>`` when the split has no list."""
+        return self.ids[self._check_index(i)]
+
     def load(self, i: int) -> Sample:
         i = self._check_index(i)
         pts = self.points[i]
-        sample = {"xyz": pc_normalize(pts[:, :3]), "label": np.asarray(self.labels[i], dtype=np.int64)}
+        sample = {"xyz": pc_normalize(pts[:, :3]), "label": np.asarray(self.labels[i], dtype=np.int64),
+                  "id": self.ids[i]}
         if self.options["use_normals"]:
             sample["normal"] = np.ascontiguousarray(pts[:, 3:6])
         return sample

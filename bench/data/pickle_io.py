@@ -6,13 +6,12 @@ admitted; any other global in the pickle stream raises :class:`bench.errors.Data
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from bench.errors import DataError
+from bench.io import atomic_write
 
 #: (module, name) pairs a pickle of numpy arrays and plain containers may reference (numpy 1.x and 2.x names)
 _ALLOWED: frozenset[tuple[str, str]] = frozenset(
@@ -59,14 +58,5 @@ def restricted_load(path: Path) -> object:
 
 
 def dump_pickle(obj: object, path: Path) -> None:
-    """Write ``obj`` as a pickle atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``obj`` as a pickle atomically (:mod:`bench.io`)."""
+    atomic_write(path, lambda handle: pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL))

@@ -15,7 +15,9 @@ randomness comes from the per-sample generator like every other transform.
 
 Model input, as the reference: only xyz. The reference also computes rgb / 255 and the room-normalised
 coordinates (xyz / room max) but returns ``current_points[:, :3]``; we return only ``xyz`` and ``seg``.
-``label_weights`` are the reference's ``(max(freq) / freq) ** (1/3)`` over the split's point labels.
+``label_weights`` are the reference's ``(max(freq) / freq) ** (1/3)`` over the split's point labels
+(:meth:`S3DIS.class_weights`). Every item's ``id`` is its room name (``Area_1_office_1``): the blocks of one room
+share it.
 """
 
 from __future__ import annotations
@@ -139,9 +141,19 @@ class S3DIS(PointCloudDataset):
         return int(self.room_idxs.shape[0])
 
     def load(self, i: int) -> Sample:
-        """The whole room behind item ``i``: ``xyz`` (N, 3), ``seg`` (N,) uint8, ``room`` (its name)."""
+        """The whole room behind item ``i``: ``xyz`` (N, 3), ``seg`` (N,) uint8, ``room`` (its name, a 0-d numpy
+        string, dropped by ``s3dis_block``) and ``id`` (the same name, a str, kept)."""
         room = int(self.room_idxs[self._check_index(i)])
-        return {"xyz": self.xyz[room], "seg": self.labels[room], "room": np.asarray(self.names[room])}
+        return {"xyz": self.xyz[room], "seg": self.labels[room], "room": np.asarray(self.names[room]),
+                "id": self.names[room]}
+
+    def sample_id(self, i: int) -> str:
+        """The name of the room behind item ``i``."""
+        return self.names[int(self.room_idxs[self._check_index(i)])]
+
+    def class_weights(self) -> np.ndarray:
+        """The training loss weights of this split: :attr:`labelweights` (float32, one per class)."""
+        return self.labelweights
 
     def rooms(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """(name, xyz, labels) of every room of the split, in file order (whole-room evaluation)."""
@@ -207,16 +219,16 @@ class RoomBlock:
             if inside.size > self.min_points:
                 break
         else:
-            raise DataError(f"S3DIS room {sample.get('room', '?')}: no {self.block_size} m block with more than "
-                            f"{self.min_points} points in {self.max_tries} draws; lower min_points (or use denser "
-                            "data).")  # fmt: skip
+            room = sample.get("id", sample.get("room", "?"))
+            raise DataError(f"S3DIS room {room}: no {self.block_size} m block with more than {self.min_points} "
+                            f"points in {self.max_tries} draws; lower min_points (or use denser data).")
         chosen = rng.choice(inside, self.n, replace=inside.size < self.n)
         out = take_points(sample, chosen)  # every per-point key stays aligned; others pass through
         block = out["xyz"].astype(np.float32, copy=True)
         block[:, :2] -= center[:2]
         out["xyz"] = block
         out["seg"] = out["seg"].astype(np.int64)
-        out.pop("room", None)  # the room name only serves error messages; batches hold numbers
+        out.pop("room", None)  # the numpy room name only served error messages; the str ``id`` stays
         return out
 
 

@@ -6,6 +6,8 @@ Layout below the data root (reference/protocols.md 1.3):
   ScanObjectNN/main_split/{training,test}_objectdataset_augmentedrot_scale75.h5     variant hardest
 Each h5 holds ``data`` (N, P, 3) (P = 2048 officially) and ``label`` (N,) in 0..14. Coordinates are returned
 as stored: **no normalisation** (the reference applies no pc_norm to ScanObjectNN). The file is read once.
+Sample ids are ``<h5 file stem>/<index>`` (``training_objectdataset_augmentedrot_scale75/17``): objbg and objonly
+share stems, as their files hold the same objects in the same order.
 """
 
 from __future__ import annotations
@@ -85,7 +87,11 @@ class ScanObjectNN(PointCloudDataset):
 
     def load(self, i: int) -> Sample:
         i = self._check_index(i)
-        return {"xyz": self.data[i], "label": np.asarray(self.labels[i], dtype=np.int64)}
+        return {"xyz": self.data[i], "label": np.asarray(self.labels[i], dtype=np.int64), "id": self.sample_id(i)}
+
+    def sample_id(self, i: int) -> str:
+        """``<h5 file stem>/<index>``."""
+        return f"{self.path.stem}/{self._check_index(i)}"
 
     @classmethod
     def expected_files(cls, root: Path, variant: str = "objbg") -> list[Path]:

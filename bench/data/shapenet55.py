@@ -7,6 +7,7 @@ per shape, P = 8192 officially) and ``ShapeNet55-34/ShapeNet-55/{train,test}.txt
   ids (so ``02691156`` airplane is 0 and ``04554684`` washer is 54), whatever subset is present.
 - ``whole=True`` makes the train split test lines + train lines (ReCon, PCP, MaDi, PQAE default); Point-MAE
   pre-trains without it (the default here).
+- ``id`` is the npy file stem (``02691156-1a04e3eab45ca15dd86060f189eb133``).
 - Raw points are returned, read lazily per item. The reference's random 1024-point subset and ``pc_norm`` are
   the transforms ``random_subset`` and ``normalize_unit_sphere``, configured by the caller.
 """
@@ -88,7 +89,12 @@ class ShapeNet55(PointCloudDataset):
             points = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc}).") from None
-        return {"xyz": check_points(points, path)[:, :3], "label": np.asarray(self.labels[i], dtype=np.int64)}
+        return {"xyz": check_points(points, path)[:, :3], "label": np.asarray(self.labels[i], dtype=np.int64),
+                "id": self.sample_id(i)}
+
+    def sample_id(self, i: int) -> str:
+        """The npy file stem, ``<synset>-<model>``."""
+        return Path(self.files[self._check_index(i)]).stem
 
     @classmethod
     def expected_files(cls, root: Path, variant: str = "default") -> list[Path]:

@@ -10,6 +10,7 @@ Conventions (the reference ``PartNormalDataset``):
   by category (file order), then by id, as the reference lists each category folder sorted;
 - ``xyz`` is ``pc_normalize``d over the WHOLE shape (centroid, max norm: unit sphere) before any resampling; the
   reference's random 2048-of-N draw with replacement is the ``resample`` transform, chosen by the suite;
+- ``id`` is ``<synset>/<file stem>`` (``02691156/1a04e3eab45ca15dd86060f189eb133``);
 - ``seg`` (N,) int64 global part ids (0-49, official ranges in :data:`SEG_CLASSES`), ``label`` = ``category``
   = the category index (int64); ``normal`` (N, 3) only with ``normals=True`` (the reference default is off);
 - parsed shapes are cached in memory (``cache=True``, as the reference's 20000-shape cache) as float32 xyz and
@@ -165,18 +166,23 @@ class ShapeNetPart(PointCloudDataset):
     def load(self, i: int) -> Sample:
         i = self._check_index(i)
         if i not in self._cache:
-            category = int(self.categories[i])
-            data = read_part_txt(self.path(i), CATEGORY_PARTS[category])
+            data = read_part_txt(self.path(i), CATEGORY_PARTS[int(self.categories[i])])
             arrays = (pc_normalize(data[:, :3]), data[:, 3:6].copy(), data[:, -1].astype(np.uint8))
             if not self.options["cache"]:
-                return self._sample(category, arrays)
+                return self._sample(i, arrays)
             self._cache[i] = arrays
-        return self._sample(int(self.categories[i]), self._cache[i])
+        return self._sample(i, self._cache[i])
 
-    def _sample(self, category: int, arrays: tuple[np.ndarray, ...]) -> Sample:
+    def sample_id(self, i: int) -> str:
+        """``<synset>/<file stem>``."""
+        synset, shape_id = self.items[self._check_index(i)]
+        return f"{synset}/{shape_id}"
+
+    def _sample(self, i: int, arrays: tuple[np.ndarray, ...]) -> Sample:
         xyz, normal, seg = arrays
-        label = np.asarray(category, dtype=np.int64)
-        out = {"xyz": xyz, "seg": seg.astype(np.int64), "label": label, "category": label.copy()}
+        label = np.asarray(int(self.categories[i]), dtype=np.int64)
+        out = {"xyz": xyz, "seg": seg.astype(np.int64), "label": label, "category": label.copy(),
+               "id": self.sample_id(i)}
         if self.options["normals"]:
             out["normal"] = normal
         return out

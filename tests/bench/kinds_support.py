@@ -9,13 +9,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from bench.api import GENERATION, JobContext, Method, MethodConfig, Protocol, Requirements
 from bench.data.base import build_dataset, pc_normalize
 from bench.metrics.base import MIN, Metric
-from bench.registry import METHODS, METRICS, PROTOCOLS
+from bench.data.side import SideData
+from bench.data.synthetic.side import write_side_data
+from bench.registry import METHODS, METRICS, PROTOCOLS, SIDE_DATA
 from bench.results import HONEST, PAPER, JobResult, MetricResult, Statistic
 from bench.schema import SuiteConfig
 from extensions import ops
@@ -52,12 +55,10 @@ class ToyGenerator(Method):
 
     def pretrain_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         xyz = batch["xyz"]
-        if self.stage == "spread":
-            target = torch.tensor(0.05, device=xyz.device)
-            loss = (self.log_sigma.exp() - target) ** 2
-        else:
-            loss = ops.chamfer_l2(self.template.expand(len(xyz), -1, -1).contiguous(), xyz)
-        return {"loss": loss}
+        if self.stage == "spread":  # the target spread of each shape comes from side data, joined by sample id
+            target = batch["toy_target.sigma"].float().mean()
+            return {"loss": (self.log_sigma.exp() - target) ** 2, "target": target.detach()}
+        return {"loss": ops.chamfer_l2(self.template.expand(len(xyz), -1, -1).contiguous(), xyz)}
 
     def on_step(self, step: int, epoch: int) -> dict[str, float]:
         self.steps += 1
@@ -132,8 +133,17 @@ pretrain:
   npoints: 64
   stages:
     - {name: template, trainer: {epochs: 2}}
-    - {name: spread, trainer: {epochs: %d}, freeze: [template]}
+    - {name: spread, trainer: {epochs: %d}, freeze: [template], side_data: [toy_target]}
 """
+SIDE = SideData("toy_target", "toy/target.h5", ("sigma",), "per-shape target spread (test only)")
+TARGET = 0.25
+
+
+def write_side(data_root: Path, drop: int = 0) -> Path:
+    """The toy side data for the tiny ShapeNet-55 train split (``drop``: leave out that many ids)."""
+    train = build_dataset("shapenet55", data_root / "synthetic", "train")
+    ids = [train.sample_id(i) for i in range(len(train))][drop:]
+    return write_side_data(SIDE.file(data_root / "synthetic"), ids, {"sigma": [np.float32(TARGET)] * len(ids)})
 
 
 @contextmanager
@@ -151,4 +161,5 @@ def registered(suites_dir: Path) -> Iterator[Path]:
         stack.enter_context(METHODS.temporarily("toy_generator", ToyGenerator))
         stack.enter_context(METRICS.temporarily("toy_cd", ToyChamfer))
         stack.enter_context(PROTOCOLS.temporarily("toy_generation", ToyGeneration))
+        stack.enter_context(SIDE_DATA.temporarily("toy_target", SIDE))
         yield suites_dir

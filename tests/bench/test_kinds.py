@@ -11,17 +11,18 @@ import pytest
 
 from bench.cli import main
 from bench.records import load_records
-from tests.bench.kinds_support import STAGES_YAML, registered
+from tests.bench.kinds_support import STAGES_YAML, TARGET, registered, write_side
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture()
-def toys(tmp_path, monkeypatch):
+def toys(tmp_path, monkeypatch, tiny_data_root):
     from bench import config
 
     folder = tmp_path / "suites"
     folder.mkdir()
+    write_side(tiny_data_root)
     with registered(folder):
         monkeypatch.setattr(config, "SUITES_DIR", folder)
         yield folder
@@ -93,4 +94,20 @@ def test_changing_stage_two_reruns_only_stage_two(toys, tmp_path, tiny_data_root
     parents = {r.info.run_id for r in runs if r.data.tags.get("bench.stage") == "pretrain"}
     assert sorted(r.info.run_name for r in stages) == ["stage spread", "stage spread", "stage template"]
     assert all(r.data.tags["mlflow.parentRunId"] in parents for r in stages)
+    spread = [r for r in stages if r.info.run_name == "stage spread"]
+    assert all(r.data.metrics["train_target"] == pytest.approx(TARGET) for r in spread)  # side data reached it
     assert len(load_records(tmp_path / "runs" / "records")) == 2  # the new stage 2 is a new config: a new job
+
+
+def test_side_data_missing_an_id_fails_before_training_naming_it(toys, tmp_path, tiny_data_root, capsys):
+    from bench.data.base import build_dataset
+
+    write_side(tiny_data_root, drop=1)
+    try:
+        code = run(tmp_path, tiny_data_root, f"+overrides={stages_file(tmp_path, 1)}")
+    finally:
+        write_side(tiny_data_root)
+    missing = build_dataset("shapenet55", tiny_data_root / "synthetic", "train").sample_id(0)
+    err = capsys.readouterr().err
+    assert code == 3 and "toy/target.h5" in err and missing in err
+    assert not list((tmp_path / "runs").glob("**/pretrain.pth"))  # no stage trained, not even the first

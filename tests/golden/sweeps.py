@@ -73,6 +73,9 @@ def leaderboard_numbers(records) -> list[dict]:
 if __name__ == "__main__":
     import tempfile
 
+    import torch
+
+    torch.set_num_threads(2)  # what test_golden.GOLDEN_THREADS pins (torch's default on the 2-core machine)
     from bench.data.synthetic import write_standin
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,6 +22,7 @@ import numpy as np
 
 from bench.data import shapenetpart as spp
 from bench.data.synthetic.shapes import Part, box, cyl, ellipsoid, torus
+from bench.data.synthetic.writers import standin_writer
 
 Gen = np.random.Generator
 Labelled = list[tuple[int, Part]]
@@ -184,6 +185,7 @@ def labelled_shape(category: str, rng: Gen, n: int) -> np.ndarray:
     return np.concatenate([xyz, normal, parts[local][:, None]], axis=1)
 
 
+@standin_writer("shapenetpart", stream=5)
 def write_shapenetpart(root: Path, size: str, rng: Gen) -> list[Path]:
     """The stand-in below ``root``: category file (all 16), txt shapes, and the three shuffled split lists."""
     spec = PART_SIZES[size]

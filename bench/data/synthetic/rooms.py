@@ -12,13 +12,14 @@ small clutter boxes). Every room of a size holds the same number of points.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.s3dis import CLASS_NAMES, FOLDER
+from bench.data.synthetic.writers import standin_writer
+from bench.io import atomic_write
 
 L = {name: i for i, name in enumerate(CLASS_NAMES)}
 #: mean rgb per class (0..255)
@@ -166,6 +167,7 @@ def make_room(rng: np.random.Generator, points: int, side: tuple[float, float]) 
     return np.concatenate([xyz, rgb, label[:, None].astype(np.float64)], axis=1)
 
 
+@standin_writer("s3dis", stream=4)
 def write_rooms(root: Path, size: str, rng: np.random.Generator) -> list[Path]:
     """Write ``<root>/stanford_indoor3d/Area_<a>_<type>_<k>.npy`` for every room of ``size``; return the paths."""
     spec = ROOM_SIZES[size]
@@ -176,8 +178,6 @@ def write_rooms(root: Path, size: str, rng: np.random.Generator) -> list[Path]:
         for k in range(count):
             room = make_room(rng, spec.points, spec.side)
             path = folder / f"Area_{area}_{ROOM_TYPES[k % len(ROOM_TYPES)]}_{k // len(ROOM_TYPES) + 1}.npy"
-            tmp = path.with_name(f".{path.stem}.tmp.npy")
-            np.save(tmp, room)
-            os.replace(tmp, path)
+            atomic_write(path, lambda handle, r=room: np.save(handle, r))
             written.append(path)
     return written

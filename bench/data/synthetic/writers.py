@@ -1,21 +1,27 @@
 """Writers of the synthetic stand-in, in the exact official on-disk formats the real loaders read.
 
-``write_standin(<data root>/synthetic)`` writes ScanObjectNN (three h5 variants), ModelNet40 (txt with
-normals, shape names, id lists and the ``.dat`` caches built by the real cache builder) and ShapeNet-55 (npy +
-split lists) below the given root, so ``build_dataset(name, root=<that folder>, ...)`` reads them like real data.
+``write_standin(<data root>/synthetic)`` runs the registered stand-in writers (``STANDIN_WRITERS``, one per data
+set, each registered by its own module with :func:`standin_writer`): here ScanObjectNN (three h5 variants),
+ModelNet40 (txt with normals, shape names, id lists and the ``.dat`` caches built by the real cache builder) and
+ShapeNet-55 (npy + split lists); the few-shot folds, S3DIS rooms and ShapeNetPart shapes in their modules. They
+write below the given root, so ``build_dataset(name, root=<that folder>, ...)`` reads them like real data.
+
+Writer contract: ``write(root, size, rng) -> written paths`` for a size of :data:`SIZES`; ``rng`` is
+``np.random.default_rng([seed, stream])`` with the writer's own ``stream`` number (unique among the writers);
+``requires`` names the writers whose files it reads, which :func:`write_standin` runs first (whatever order the
+sets are asked in).
 
 Decisions: ScanObjectNN h5 coordinates are rounded to multiples of 2^-12 and stored with gzip (readers see plain
 float32); ModelNet40 txt files hold fewer than 8192 points (the cache keeps them all, see
 ``build_modelnet_cache``); ShapeNet npy files hold ``shapenet_points`` points instead of 8192 (the loader's
-``random_subset`` transform clamps); each data set draws from ``np.random.default_rng([seed, k])`` with its own k,
-so writing one set or all gives the same files.
+``random_subset`` transform clamps); each data set draws from ``np.random.default_rng([seed, k])`` with its own k
+(its writer's stream), so writing one set or all, in any order, gives the same files.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +29,11 @@ import h5py
 import numpy as np
 
 from bench.data import modelnet40, scanobjectnn, shapenet55
-from bench.data.synthetic.fewshot import write_fewshot
-from bench.data.synthetic.parts import write_shapenetpart
-from bench.data.synthetic.rooms import write_rooms
 from bench.data.synthetic.scan import scan_object
 from bench.data.synthetic.shapes import make_shape
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
+from bench.io import atomic_output, atomic_write_text
+from bench.registry import STANDIN_WRITERS, load_plugins
 
 #: ModelNet40 class name -> shape family (the other official names are listed but hold no shapes)
 MODELNET_FAMILIES = {
@@ -47,7 +52,6 @@ SHAPENET_FAMILIES = {
 DEMO_MODELNET_CLASSES = (
     "airplane", "bathtub", "bed", "bookshelf", "bottle", "chair", "cup", "lamp", "monitor", "sofa", "table", "toilet",
 )  # fmt: skip
-DATASET_NAMES = ("scanobjectnn", "modelnet40", "shapenet55", "modelnet_fewshot", "s3dis", "shapenetpart")
 
 
 @dataclass(frozen=True)
@@ -74,25 +78,73 @@ SIZES = {
 }  # fmt: skip
 
 
+WriteFunction = Callable[[Path, str, np.random.Generator], list[Path]]
+
+
+@dataclass(frozen=True)
+class StandinWriter:
+    """A registered stand-in writer of data set ``name``: ``write(root, size, rng) -> written paths``, drawing from
+    ``default_rng([seed, stream])``; ``requires``: the writers whose files it reads (run first)."""
+
+    name: str
+    write: WriteFunction
+    stream: int
+    requires: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "__module__", self.write.__module__)  # the registry's origin: the defining module
+
+    def __call__(self, root: Path, size: str, rng: np.random.Generator) -> list[Path]:
+        return self.write(Path(root), size, rng)
+
+
+def standin_writer(name: str, stream: int, requires: tuple[str, ...] = ()) -> Callable[[WriteFunction], WriteFunction]:
+    """Decorator: register ``fn(root, size, rng)`` in ``STANDIN_WRITERS`` as data set ``name``; returns ``fn``.
+
+    ``stream`` must differ from every other writer's (a shared stream would couple two sets' files)."""
+
+    def decorate(fn: WriteFunction) -> WriteFunction:
+        for other in STANDIN_WRITERS.names():
+            if other != name and STANDIN_WRITERS.get(other).stream == stream:
+                raise BenchError(f'stand-in writers "{other}" and "{name}" both use stream {stream}; give '
+                                 f"{fn.__module__}.{fn.__name__} an unused one.")  # fmt: skip
+        STANDIN_WRITERS.add(name, StandinWriter(name, fn, stream, tuple(requires)))
+        return fn
+
+    return decorate
+
+
+def write_order(datasets: list[str] | None) -> list[StandinWriter]:
+    """The writers to run for ``datasets`` (None: every registered one, by stream), each after the writers it
+    requires; unknown names raise the registry's did-you-mean error, a cycle of requirements a BenchError."""
+    load_plugins()
+    by_stream = sorted(STANDIN_WRITERS.names(), key=lambda n: STANDIN_WRITERS.get(n).stream)
+    order: list[StandinWriter] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        writer = STANDIN_WRITERS.get(name)
+        if name in path:
+            raise BenchError(f"stand-in writers require each other in a cycle: {' -> '.join(path + (name,))}.")
+        if writer in order:
+            return
+        for required in writer.requires:
+            visit(required, path + (name,))
+        order.append(writer)
+
+    for name in by_stream if datasets is None else datasets:
+        visit(name, ())
+    return order
+
+
 def write_standin(
     root: Path, datasets: list[str] | None = None, size: str = "demo", seed: int = 0
 ) -> dict[str, list[Path]]:
-    """Write the stand-in below ``root`` (pass ``<data root>/synthetic``); return the files written per set."""
+    """Write the stand-in below ``root`` (pass ``<data root>/synthetic``); return the files written per set (the
+    sets asked for, plus the ones they require, in write order). ``datasets=None``: every registered writer."""
     if size not in SIZES:
         raise ConfigError(f'unknown stand-in size "{size}". Valid: {", ".join(SIZES)}.')
-    chosen = list(DATASET_NAMES) if datasets is None else list(datasets)
-    for name in chosen:
-        if name not in DATASET_NAMES:
-            raise ConfigError(f'no synthetic stand-in for dataset "{name}". Available: {", ".join(DATASET_NAMES)}.')
-    root, spec = Path(root), SIZES[size]
-    if "modelnet_fewshot" in chosen and "modelnet40" not in chosen:
-        chosen.insert(0, "modelnet40")  # the few-shot folds are drawn from the ModelNet40 stand-in
-    writers = {"scanobjectnn": _write_scanobjectnn, "modelnet40": _write_modelnet40, "shapenet55": _write_shapenet55}
-    writers["modelnet_fewshot"] = write_fewshot
-    writers["s3dis"] = lambda folder, _, rng: write_rooms(folder, size, rng)  # room sizes: rooms.ROOM_SIZES
-    writers["shapenetpart"] = lambda folder, _, rng: write_shapenetpart(folder, size, rng)  # parts.PART_SIZES
-    written = {name: writers[name](root, spec, np.random.default_rng([seed, DATASET_NAMES.index(name)]))
-               for name in chosen}  # fmt: skip
+    root = Path(root)
+    written = {w.name: w(root, size, np.random.default_rng([seed, w.stream])) for w in write_order(datasets)}
     _write_text(root / "STANDIN.json", json.dumps({"synthetic": True, "size": size, "seed": seed,
                                                    "datasets": sorted(written)}, indent=1))  # fmt: skip
     return written
@@ -108,27 +160,22 @@ def _plan(label_families: list[tuple[int, tuple[str, ...]]], counts: tuple[int, 
 
 
 def _write_text(path: Path, text: str) -> Path:
-    """Write text atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    """Write text atomically (:mod:`bench.io`)."""
+    return atomic_write_text(path, text)
 
 
 def _write_h5(path: Path, data: np.ndarray, label: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     quantised = (np.round(data * 4096) / 4096).astype(np.float32)
-    with h5py.File(tmp, "w") as f:
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("data", data=quantised, compression="gzip", compression_opts=4, shuffle=True)
         f.create_dataset("label", data=label.astype(np.int64))
-    os.replace(tmp, path)
     return path
 
 
-def _write_scanobjectnn(root: Path, spec: StandinSize, rng: np.random.Generator) -> list[Path]:
+@standin_writer("scanobjectnn", stream=0)
+def write_scanobjectnn(root: Path, size: str, rng: np.random.Generator) -> list[Path]:
     """The three ScanObjectNN variants; the same object and view index i appears in all three files."""
+    spec = SIZES[size]
     classes = [(i, (name,)) for i, name in enumerate(scanobjectnn.CLASS_NAMES)]
     clouds: dict[str, dict[str, list[np.ndarray]]] = {s: {v: [] for v in scanobjectnn.ScanObjectNN.variants}
                                                       for s in ("train", "test")}  # fmt: skip
@@ -144,8 +191,10 @@ def _write_scanobjectnn(root: Path, spec: StandinSize, rng: np.random.Generator)
     ]  # fmt: skip
 
 
-def _write_modelnet40(root: Path, spec: StandinSize, rng: np.random.Generator) -> list[Path]:
+@standin_writer("modelnet40", stream=1)
+def write_modelnet40(root: Path, size: str, rng: np.random.Generator) -> list[Path]:
     """txt shapes (x,y,z,nx,ny,nz, 6 decimals), the 40 official names, id lists, then the ``.dat`` caches."""
+    spec = SIZES[size]
     folder = root / modelnet40.FOLDER
     names = modelnet40.CLASS_NAMES
     classes = [(names.index(c), (MODELNET_FAMILIES[c],)) for c in spec.modelnet40_classes]
@@ -167,8 +216,10 @@ def _write_modelnet40(root: Path, spec: StandinSize, rng: np.random.Generator) -
     return written
 
 
-def _write_shapenet55(root: Path, spec: StandinSize, rng: np.random.Generator) -> list[Path]:
+@standin_writer("shapenet55", stream=2)
+def write_shapenet55(root: Path, size: str, rng: np.random.Generator) -> list[Path]:
     """``<synset>-<32 hex>.npy`` complete shapes (float32 (P, 3)) and the train / test lists."""
+    spec = SIZES[size]
     classes = [(shapenet55.SYNSETS.index(s), SHAPENET_FAMILIES[s]) for s in spec.shapenet55_synsets]
     lines: dict[str, list[str]] = {"train": [], "test": []}
     written = []

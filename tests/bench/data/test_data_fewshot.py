@@ -169,7 +169,10 @@ def test_cli_prepare_fewshot(tmp_path, capsys):
     assert "wrote 40 few-shot fold file(s)" in capsys.readouterr().out
     assert len(list((tmp_path / "ModelNetFewshot").glob("*/*.pkl"))) == 40
     assert main(["data", "prepare", "fewshots", f"data.root={tmp_path}"]) != 0
-    assert "choose modelnet40" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert 'unknown prepare step "fewshots". Did you mean "fewshot"?' in err and "Known: fewshot, modelnet40" in err
+    assert main(["data", "prepare", "fewshot", f"data.root={tmp_path}", "seed=-1"]) != 0
+    assert "seed=-1: the few-shot draw seed must be a non-negative integer" in capsys.readouterr().err
 
 
 def test_standin_folds_clamp_to_what_the_standin_has(standin_root):

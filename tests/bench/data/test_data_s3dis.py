@@ -74,7 +74,7 @@ def test_block_sampling_follows_the_reference(rooms_root: Path):
     block = RoomBlock(256)
     out = block(room, np.random.default_rng(3))
     assert out["xyz"].shape == (256, 3) and out["seg"].shape == (256,) and out["seg"].dtype == np.int64
-    assert set(out) == {"xyz", "seg"}
+    assert set(out) == {"xyz", "seg", "id"} and out["id"] == room["id"]  # the numpy "room" name is dropped
     assert np.abs(out["xyz"][:, :2]).max() <= 0.5 + 1e-6  # x, y centred on the block centre
     assert out["xyz"][:, 2].min() >= 0  # z raw
     # every sampled point is a room point shifted by the same xy centre

@@ -54,7 +54,8 @@ def test_sample_keys_normalisation_and_part_labels(standin_root: Path) -> None:
     ds = ShapeNetPart(standin_root, "test")
     for i in range(len(ds)):
         sample = ds.load(i)
-        assert set(sample) == {"xyz", "seg", "label", "category"}
+        assert set(sample) == {"xyz", "seg", "label", "category", "id"}
+        assert sample["id"] == f"{ds.path(i).parent.name}/{ds.path(i).stem}" == ds.sample_id(i)
         assert sample["xyz"].dtype == np.float32 and sample["seg"].dtype == np.int64
         assert sample["label"] == sample["category"] == ds.categories[i] and sample["label"].dtype == np.int64
         np.testing.assert_allclose(sample["xyz"].mean(0), 0, atol=1e-5)  # pc_normalize on the whole shape

@@ -61,7 +61,7 @@ def test_every_family_is_a_valid_normalised_cloud(family: str) -> None:
 def test_writer_arguments_and_determinism(standin_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match='size "huge"'):
         write_standin(tmp_path, size="huge")
-    with pytest.raises(ConfigError, match='dataset "scannet"'):
+    with pytest.raises(ConfigError, match='unknown stand-in writer "scannet". Did you mean "scanobjectnn"'):
         write_standin(tmp_path, ["scannet"], size="tiny")
     written = write_standin(tmp_path / "alone", ["shapenet55"], size="tiny", seed=0)
     assert set(written) == {"shapenet55"} and all(p.is_file() for p in written["shapenet55"])

@@ -143,3 +143,9 @@ def test_compose_order_and_identity(cloud: dict) -> None:
 def test_bad_specs_raise_config_error(specs: object, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         build_transform(specs)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS.names())
+def test_every_transform_keeps_the_sample_id(name: str, cloud: dict) -> None:
+    out = build_transform([SPECS[name]])({**cloud, "id": "training_objectdataset/17"}, rng(5))
+    assert out["id"] == "training_objectdataset/17" and type(out["id"]) is str
