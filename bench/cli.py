@@ -108,7 +108,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     request = parse_cli(args.args)
     for suite in request.suites:
-        plan = plan_suite(suite, request, note=lambda line: print(f"# {line}"))
+        plan = plan_suite(suite, request, note=lambda line: print(f"# {line}"), write=False)
         for method in plan.methods:
             print(f"# suite={suite} method={method} profile={plan.profile} recipe={request.recipe}")
             print(dump_yaml(plan.configs[method]))

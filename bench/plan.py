@@ -82,28 +82,31 @@ def runnable_suites() -> dict[str, list[str]]:
     return out
 
 
-def locate_variants(cfg: DictConfig, variants: list[str], note: Note) -> dict[str, DataSource]:
-    """Each variant's data, located with that variant's config; one note per distinct stand-in used."""
+def locate_variants(cfg: DictConfig, variants: list[str], note: Note, write: bool = True) -> dict[str, DataSource]:
+    """Each variant's data, located with that variant's config; one note per distinct stand-in used
+    (``write=False``: the stand-in is not written, for commands that only show)."""
     found: dict[tuple, DataSource] = {}
     out = {}
     for variant in variants:
         vcfg = variant_config(cfg, variant)
         key = (vcfg.suite.dataset, dataset_variant(vcfg, variant))
         if key not in found:
-            found[key] = locate(key[0], [key[1]], cfg.data.root, cfg.data.source, cfg.data.standin_size)
+            found[key] = locate(key[0], [key[1]], cfg.data.root, cfg.data.source, cfg.data.standin_size, write)
             if found[key].note:
                 note(found[key].note)
         out[variant] = found[key]
     return out
 
 
-def plan_suite(suite: str, request: CliRequest, note: Note, variants: list[str] | None = None) -> SuitePlan:
-    """Methods, data, profile and configs of one suite (``variants``: a subset, e.g. the one ``bench tune`` scores)."""
+def plan_suite(suite: str, request: CliRequest, note: Note, variants: list[str] | None = None,
+               write: bool = True) -> SuitePlan:
+    """Methods, data, profile and configs of one suite (``variants``: a subset, e.g. the one ``bench tune`` scores;
+    ``write=False``: write no stand-in, as ``bench show``)."""
     methods = select_methods(suite, request)
     probe = resolve(suite, methods[0], profile=request.profile or "paper", recipe=request.recipe,
                     overrides=request.overrides)
     chosen = list(variants or probe.suite.variants)
-    data = locate_variants(probe, chosen, note)
+    data = locate_variants(probe, chosen, note, write)
     real = all(d.kind == REAL for d in data.values())
     profile = request.profile or ("paper" if real else "demo")
     configs = {m: resolve(suite, m, profile=profile, recipe=request.recipe, overrides=request.overrides)

@@ -29,8 +29,11 @@ def missing_files(dataset: str, root: Path, variants: list[str]) -> list[Path]:
     return [p for v in variants for p in cls.expected_files(root, v) if not p.exists()]
 
 
-def locate(dataset: str, variants: list[str], root: str | Path, source: str, standin_size: str) -> DataSource:
-    """Resolve ``source`` (auto | real | synthetic) for ``dataset`` / ``variants`` under the data root ``root``."""
+def locate(dataset: str, variants: list[str], root: str | Path, source: str, standin_size: str,
+           write: bool = True) -> DataSource:
+    """Resolve ``source`` (auto | real | synthetic) for ``dataset`` / ``variants`` under the data root ``root``.
+
+    ``write=False`` (``bench show``) never writes the stand-in; its note then says it would be written."""
     load_plugins()
     root = Path(root).expanduser()
     missing = missing_files(dataset, root, variants)
@@ -42,7 +45,7 @@ def locate(dataset: str, variants: list[str], root: str | Path, source: str, sta
         )
     if source in ("auto", "real") and not missing:
         return DataSource(dataset, root, REAL)
-    return _standin(dataset, variants, root, standin_size, reason=missing if source == "auto" else [])
+    return _standin(dataset, variants, root, standin_size, reason=missing if source == "auto" else [], write=write)
 
 
 def variant_source(cfg, variant: str, suite_data: DataSource) -> DataSource:
@@ -56,12 +59,15 @@ def variant_source(cfg, variant: str, suite_data: DataSource) -> DataSource:
                   cfg.data.standin_size)
 
 
-def _standin(dataset: str, variants: list[str], root: Path, size: str, reason: list[Path]) -> DataSource:
+def _standin(dataset: str, variants: list[str], root: Path, size: str, reason: list[Path],
+             write: bool = True) -> DataSource:
     from bench.data.synthetic import write_standin
 
     synthetic_root = root / "synthetic"
     written = ""
-    if missing_files(dataset, synthetic_root, variants):
+    if not write and missing_files(dataset, synthetic_root, variants):
+        written = " (not written yet: bench run writes it)"
+    elif missing_files(dataset, synthetic_root, variants):
         try:
             write_standin(synthetic_root, [dataset], size=size)
         except PermissionError as err:

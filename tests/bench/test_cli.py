@@ -192,6 +192,14 @@ def test_show_and_ls(tiny_data_root, capsys):
     assert "point_mae" in listing and "scanobjectnn" in listing and "present" in listing
 
 
+def test_show_plans_like_run_but_writes_no_data(tmp_path, capsys):
+    empty = tmp_path / "nodata"
+    assert bench("show", "suite=svm", "method=scratch", f"data.root={empty}") == 0
+    shown = capsys.readouterr().out
+    assert "profile=demo" in shown and "not written yet" in shown and "reference_c" in shown
+    assert not empty.exists()
+
+
 def test_record_json_is_self_describing(sweep):
     _, out = sweep
     path = next((out / "records").rglob("*.json"))
