@@ -83,19 +83,21 @@ def runnable_suites() -> dict[str, list[str]]:
 
 
 def locate_variants(cfg: DictConfig, variants: list[str], note: Note, write: bool = True) -> dict[str, DataSource]:
-    """Each variant's data, located with that variant's config; one note per distinct stand-in used
-    (``write=False``: the stand-in is not written, for commands that only show)."""
-    found: dict[tuple, DataSource] = {}
-    out = {}
+    """Each variant's data, located with that variant's config: the variants reading one data set are located
+    together (real only when all of them are present), with one note per stand-in used (``write=False``: the
+    stand-in is not written, for commands that only show)."""
+    by_dataset: dict[str, dict[str, str]] = {}
     for variant in variants:
         vcfg = variant_config(cfg, variant)
-        key = (vcfg.suite.dataset, dataset_variant(vcfg, variant))
-        if key not in found:
-            found[key] = locate(key[0], [key[1]], cfg.data.root, cfg.data.source, cfg.data.standin_size, write)
-            if found[key].note:
-                note(found[key].note)
-        out[variant] = found[key]
-    return out
+        by_dataset.setdefault(vcfg.suite.dataset, {})[variant] = dataset_variant(vcfg, variant)
+    out = {}
+    for dataset, own in by_dataset.items():
+        source = locate(dataset, list(dict.fromkeys(own.values())), cfg.data.root, cfg.data.source,
+                        cfg.data.standin_size, write)
+        if source.note:
+            note(source.note)
+        out.update(dict.fromkeys(own, source))
+    return {variant: out[variant] for variant in variants}
 
 
 def plan_suite(suite: str, request: CliRequest, note: Note, variants: list[str] | None = None,
