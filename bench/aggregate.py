@@ -106,8 +106,6 @@ def vote_statistics(records: list[RunRecord], direction: Direction, metric: str)
     return stats
 
 
-
-
 def group_statistics(records: list[RunRecord]) -> dict[str, float]:
     """The headline's paper, honest mean / std, seed count and vote statistics (finite ones), for MLflow."""
     if not records:

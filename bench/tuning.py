@@ -68,7 +68,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.config import CliRequest, resolve
 from bench.errors import ConfigError, JobStopped
 from bench.metrics.base import Direction
-from bench.plan import job_spec, plan_suite, select_methods
+from bench.plan import job_spec, plan_suite
 from bench.pretraining import encoder_source
 from bench.progress import Progress
 from bench.registry import METHODS, METRICS, did_you_mean
@@ -125,7 +125,6 @@ def setup_study(request: CliRequest, progress: Progress) -> Study:
         raise ConfigError(f"bench tune takes one suite and one method, got suite={','.join(request.suites)} "
                           f"method={','.join(methods) or 'all'}.")
     suite, method = request.suites[0], methods[0]
-    select_methods(suite, request)  # an incompatible method fails here, before anything is opened
     probe = resolve(suite, method, profile=request.profile or "paper", recipe=request.recipe,
                     overrides=request.overrides)
     variant = probe.tune.variant or probe.suite.variants[0]

@@ -14,9 +14,8 @@ Records written before ``suite.report`` existed (no such section) get the defaul
 
 from __future__ import annotations
 
-from bench.aggregate import metric_result, metric_values  # noqa: F401 - the layout's view of a record's results
 from bench.records import RunRecord
-from bench.schema import COLUMN_LAYOUTS, PAPER_STATISTICS, ReportSpec, check_report  # noqa: F401
+from bench.schema import ReportSpec, check_report
 
 #: how the papers write the metric names (unknown names are shown as they are)
 METRIC_LABELS = {

@@ -98,21 +98,21 @@ class Finetune(Protocol):
         model = PointClassifier(backbone, suite.num_classes)
         trainer = make_trainer(ctx)
         batch = eval_batch_size(ctx.cfg.trainer)
+        scored = [(split, samples, samples.labels()) for split, samples in (("test", test_set), ("val", val_set))
+                  if samples is not None]  # labels stacked once, not every epoch
 
         def evaluate(m: nn.Module, epoch: int) -> dict[str, float]:
             out = {}
-            for split, samples in (("test", test_set), ("val", val_set)):
-                if samples is not None:
-                    logits = predict(m, samples, trainer.device, batch)
-                    found = scores(list(SCORED), logits, samples.labels(), suite.num_classes)
-                    out.update({f"{split}_{k}": v for k, v in found.items()})
+            for split, samples, labels in scored:
+                found = scores(list(SCORED), predict(m, samples, trainer.device, batch), labels, suite.num_classes)
+                out.update({f"{split}_{k}": v for k, v in found.items()})
             return out
 
         select = Selection(f"test_{suite.metric}", spec_of(suite.metric).direction)
         result = trainer.fit(model, train_set, step, evaluate, select=select, on_epoch_end=ctx.on_epoch_end)
         head = curve_result(suite.metric, suite.metric, result.history, result.best_epoch, SELECTION)
         if suite.vote.enabled:
-            head.statistics.update(self.votes(ctx, model, trainer, test_set.labels()))
+            head.statistics.update(self.votes(ctx, model, trainer, scored[0][2]))
         others = [MetricResult.of(spec_of(m), {"last": Statistic(result.history[-1][f"test_{m}"], SELECTION["last"],
                                                                  HONEST)}) for m in SCORED if m != suite.metric]
         extra = {"checkpoint_load": load_report, "resumed_from_epoch": result.resumed_from}

@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from bench.api import GENERATION, JobContext, Method, MethodConfig, Protocol, Requirements
 from bench.data.base import build_dataset, pc_normalize
-from bench.metrics.base import MIN, Metric
 from bench.data.side import SideData
 from bench.data.synthetic.side import write_side_data
+from bench.metrics.base import MIN, Metric
 from bench.registry import METHODS, METRICS, PROTOCOLS, SIDE_DATA
 from bench.results import HONEST, PAPER, JobResult, MetricResult, Statistic
 from bench.schema import SuiteConfig
