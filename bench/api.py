@@ -10,7 +10,9 @@ harness never looks inside it; it only calls what is declared here:
 - ``build_backbone(cfg, ...)`` for the :class:`Encoder` that downstream protocols fine-tune, probe or freeze;
 - ``checkpoint_prefix``: where that encoder lives in the method's (and the authors' official) state dict; a
   pre-training checkpoint holds the whole method;
-- ``generate(...)`` for generative methods.
+- ``generate(n, points, condition, generator)`` for generative methods (``generation_stage`` names the stage
+  whose pretext trains the generator: the generation protocol continues it on a suite's own training split), and
+  ``sampler_settings()``, which every generation record stores.
 
 A *protocol* (``suites/protocols/``) declares what it needs from a method (:class:`Requirements`) and its typed
 settings (``suite_class``, a :class:`bench.schema.SuiteConfig` subclass: the keys a suite yaml may set under
@@ -41,7 +43,10 @@ GENERATION = "generation"
 CONDITIONAL_GENERATION = "conditional_generation"
 CAPABILITIES = frozenset({REPRESENTATION, GENERATION, CONDITIONAL_GENERATION})
 
-__all__ = ["CAPABILITIES", "CONDITIONAL_GENERATION", "GENERATION", "REPRESENTATION", "Encoder", "EncoderOutput",
+CONDITION_KINDS = ("class", "partial", "image", "text")
+
+__all__ = ["CAPABILITIES", "CONDITIONAL_GENERATION", "CONDITION_KINDS", "GENERATION", "REPRESENTATION", "Condition",
+           "Encoder", "EncoderOutput",
            "JobContext", "JobResult", "Method", "MethodConfig", "Protocol", "Requirements", "incompatibility"]
 
 
@@ -93,6 +98,34 @@ class Encoder(nn.Module, abc.ABC):
         return hidden
 
 
+@dataclass(frozen=True)
+class Condition:
+    """What conditional samples are conditioned on, one entry per sample.
+
+    kind ``class``: ``labels`` (n,) int64, ShapeNet-55 synset indices (:data:`bench.data.shapenet55.SYNSETS`);
+    ``partial``: ``points`` (n, P, 3), a cropped input in the method's frame whose shape the samples complete;
+    ``image``: ``images`` (n, V, C, H, W); ``text``: ``texts``, one caption per sample.
+    """
+
+    kind: str
+    labels: Tensor | None = None
+    points: Tensor | None = None
+    images: Tensor | None = None
+    texts: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        needed = {"class": self.labels, "partial": self.points, "image": self.images, "text": self.texts}
+        if self.kind not in needed:
+            raise BenchError(f"condition kind {self.kind!r} is not one of {', '.join(CONDITION_KINDS)}")
+        if needed[self.kind] is None:
+            field_name = {"class": "labels", "partial": "points", "image": "images", "text": "texts"}[self.kind]
+            raise BenchError(f"a {self.kind!r} condition needs its {field_name}")
+
+    def __len__(self) -> int:
+        value = {"class": self.labels, "partial": self.points, "image": self.images, "text": self.texts}[self.kind]
+        return len(value)
+
+
 @dataclass
 class MethodConfig:
     """Fields every method config has; a method subclasses this with its own hyper-parameters.
@@ -123,6 +156,9 @@ class Method(nn.Module):
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     #: registered dataset that pre-training reads (e.g. "shapenet55"); None: the method does not pre-train
     pretrain_dataset: ClassVar[str | None] = "shapenet55"
+    #: the pre-training stage whose pretext trains the generator (None: the implicit stage); the generation protocol
+    #: continues it, with that stage's ``train`` / ``freeze``, on the suite's training split
+    generation_stage: ClassVar[str | None] = None
 
     def __init__(self, cfg: MethodConfig) -> None:
         super().__init__()
@@ -162,9 +198,16 @@ class Method(nn.Module):
         raise BenchError(f'method "{cls.name}" has no downstream encoder: it is not a representation method.')
 
     # --- generation ---------------------------------------------------------------------------------------
-    def generate(self, n: int, condition: Any = None, generator: torch.Generator | None = None) -> Tensor:
-        """Sample ``n`` clouds, (n, N, 3). Only for methods with the generation capability."""
+    def generate(self, n: int, points: int, condition: Condition | None = None,
+                 generator: torch.Generator | None = None) -> Tensor:
+        """Sample ``n`` clouds of ``points`` points, (n, points, 3), in the frame the method was trained in; all
+        randomness from ``generator``. ``condition``: one of :attr:`condition_kinds` (None: unconditional)."""
         raise BenchError(f'method "{self.name}" cannot generate: it lacks the generation capability.')
+
+    def sampler_settings(self) -> dict[str, Any]:
+        """Every setting ``generate`` samples with (steps, schedule, temperature, top-k / top-p, guidance), stored
+        in each generation record (sampler settings change the numbers as much as weights do)."""
+        return {}
 
     @classmethod
     def pretrains(cls) -> bool:

@@ -64,8 +64,8 @@ class ToyGenerator(Method):
         self.steps += 1
         return {"sigma": float(self.log_sigma.detach().exp())}
 
-    def generate(self, n: int, condition=None, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(n, *self.template.shape, generator=generator)
+    def generate(self, n: int, points: int, condition=None, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(n, points, 3, generator=generator)
         return self.template.detach() + self.log_sigma.exp().detach() * noise
 
 
@@ -109,7 +109,7 @@ class ToyGeneration(Protocol):
         method = ctx.pretrained_method()
         refs = build_dataset(suite.dataset, Path(ctx.data_root), "test")
         target = torch.stack([torch.from_numpy(pc_normalize(refs.load(i)["xyz"][:POINTS])) for i in range(len(refs))])
-        samples = method.generate(suite.samples, generator=torch.Generator().manual_seed(ctx.seed))
+        samples = method.generate(suite.samples, POINTS, generator=torch.Generator().manual_seed(ctx.seed))
         metric = METRICS.get("toy_cd")()
         metric.update(samples, target)
         value = metric.compute()

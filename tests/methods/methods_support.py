@@ -13,7 +13,8 @@ from methods.blocks.encoder import EncoderConfig
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 TINY_ENCODER = EncoderConfig(trans_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, encoder_dims=32)
 #: generic tiny overrides, applied to whichever of these fields a method config has
-TINY_FIELDS = {"num_group": 16, "group_size": 8, "decoder_depth": 1, "decoder_num_heads": 2, "drop_path": 0.1}
+TINY_FIELDS = {"num_group": 16, "group_size": 8, "decoder_depth": 1, "decoder_num_heads": 2, "drop_path": 0.1,
+               "generator_depth": 1, "generator_num_heads": 2}
 TINY_POINTS = 128
 
 

@@ -26,6 +26,7 @@ ID_PATTERNS = {
     "s3dis": r"Area_[1-6]_[A-Za-z]+_\d+",
     "scanobjectnn": r"(training|test)_objectdataset(_augmentedrot_scale75)?/\d+",
     "shapenet55": r"\d{8}-[0-9a-f]{32}",
+    "shapenet15k": r"\d{8}/[0-9a-f]{32}",
     "shapenetpart": r"\d{8}/[0-9a-f]{32}",
 }
 

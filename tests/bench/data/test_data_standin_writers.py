@@ -15,7 +15,8 @@ from bench.errors import BenchError, UnknownNameError
 from bench.registry import DATASETS, STANDIN_WRITERS, Registry, load_plugins
 
 #: the stream of every writer: changing one changes that set's files, so it is pinned here
-STREAMS = {"scanobjectnn": 0, "modelnet40": 1, "shapenet55": 2, "modelnet_fewshot": 3, "s3dis": 4, "shapenetpart": 5}
+STREAMS = {"scanobjectnn": 0, "modelnet40": 1, "shapenet55": 2, "modelnet_fewshot": 3, "s3dis": 4, "shapenetpart": 5,
+           "shapenet15k": 6}
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -47,7 +48,7 @@ def test_each_set_alone_and_any_order_give_the_same_files(tiny_data_root: Path, 
         alone.update(files)
     assert alone == full
     backwards = write_standin(tmp_path / "backwards", list(reversed(STREAMS)), size="tiny", seed=0)
-    assert list(backwards) == ["shapenetpart", "s3dis", "modelnet40", "modelnet_fewshot", "shapenet55",
+    assert list(backwards) == ["shapenet15k", "shapenetpart", "s3dis", "modelnet40", "modelnet_fewshot", "shapenet55",
                                "scanobjectnn"]  # fmt: skip
     assert digests(tmp_path / "backwards") == full
     note = json.loads((tmp_path / "backwards" / "STANDIN.json").read_text())
