@@ -6,6 +6,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
+from bench.metrics.base import Direction
 from bench.registry import METRICS, load_plugins
 
 load_plugins()
@@ -50,7 +51,18 @@ def test_out_of_range_target_is_an_error():
 @pytest.mark.parametrize("name", METRICS.names())
 def test_every_metric_declares_its_contract(name):
     cls = METRICS.get(name)
-    assert cls.name == name and str(cls.direction) in ("max", "min") and cls.unit == "%"
+    assert cls.name == name and Direction.parse(str(cls.direction)) == cls.direction
+    assert isinstance(cls.unit, str) and cls.scale > 0 and cls.spec().name == name
+
+
+COUNTING = [n for n in METRICS.names() if METRICS.origin(n) != "bench.metrics.generation"]
+
+
+@pytest.mark.parametrize("name", COUNTING)
+def test_every_counting_metric_streams_percentages(name):
+    """Classification and segmentation metrics: built from the class count, in percent, NaN when empty."""
+    cls = METRICS.get(name)
+    assert str(cls.direction) in ("max", "min") and cls.unit == "%"
     metric = cls(2)
     metric.update(torch.tensor([0, 1]), torch.tensor([0, 1]))
     assert metric.compute() == pytest.approx(100.0)
