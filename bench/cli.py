@@ -1,4 +1,4 @@
-"""``bench``: run, tune, show, ls, report, data {check, synth, prepare}.
+"""``bench``: run, tune, show, ls, report, score generation, data {check, synth, prepare}.
 
 Arguments after the sub-command are ``key=value`` (``suite=scanobjectnn method=all trainer.epochs=5``).
 Exit codes: 0 ok; 2 config error; 3 data error; 4 checkpoint error; 5 output error; 1 anything unexpected.
@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", parents=[flags], help="write the leaderboard from the run records")
     report.add_argument("args", nargs="*", help="output.dir=... (default ./runs); tracking.uri=... reads MLflow "
                         "(the run_record.json of job runs; tracking.experiment=..., default pointbench)")
+    score = sub.add_parser("score", parents=[flags], help="score samples made elsewhere into a run record: bench "
+                           "score generation samples=<file.npy|folder> reference=<variant|file.npy>")
+    score.add_argument("kind", choices=["generation"])
+    score.add_argument("args", nargs="*", help="samples=... reference=... [normalisation=global|box] [name=...] "
+                       "[data.root=...] [output.dir=...] [emd_cost=...] (bench/scoring.py)")
     data = sub.add_parser("data", parents=[flags], help="check, synth or prepare data sets")
     data.add_argument("action", choices=["check", "synth", "prepare"])
     data.add_argument("args", nargs="*", help="data.root=..., datasets=a,b, size=tiny|demo")
@@ -49,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         handler = {"run": cmd_run, "show": cmd_show, "ls": cmd_ls, "report": cmd_report, "data": cmd_data,
-                   "tune": cmd_tune}
+                   "tune": cmd_tune, "score": cmd_score}
         return handler[args.command](args)
     except BenchError as err:
         if args.debug:
@@ -151,6 +156,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(render_markdown(summarize(records)))
     print(f"leaderboard: {paths.get('md')} (also {_others(paths)})")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """``bench score generation``: score samples made elsewhere against a reference set; one RunRecord."""
+    from bench.scoring import parse_score_options, score_generation, score_lines
+
+    options = parse_score_options(_kv(args.args), _default_root())
+    record, path = score_generation(options, note=print)
+    ref = record.details["reference"]
+    print(f"{record.method} on {record.suite}/{record.variant} ({record.data_kind} reference, {ref['size']} clouds x "
+          f"{ref['points']} points, normalisation {options.normalisation}):")
+    print("\n".join(score_lines(record)))
+    print(f"record: {path}")
+    print(f"leaderboard: bench report output.dir={options.output_dir}")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.errors import ConfigError
@@ -179,14 +179,40 @@ def resolve(suite: str, method: str, *, profile: str, recipe: str = "method", ov
     for token in (o for o in overrides if o.startswith(REMOVE)):
         merged = _remove(merged, token[len(REMOVE):])
     overrides = [o for o in overrides if not o.startswith(REMOVE)]
+    indexed = [o for o in overrides if _indexes_a_list(o)]
     try:
-        dotlist = OmegaConf.from_dotlist(list(overrides))
+        dotlist = OmegaConf.from_dotlist([o for o in overrides if o not in indexed])
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot parse command-line overrides {list(overrides)}: {err}") from None
     merged = _merge(merged, dotlist, "command line")
+    for token in indexed:
+        merged = _set_indexed(merged, token)
     _validate(merged)
     OmegaConf.set_readonly(merged, True)
     return merged
+
+
+def _indexes_a_list(token: str) -> bool:
+    """``pretrain.stages.0.trainer.epochs=5``: an override whose key names a list element by its index."""
+    return any(part.isdigit() for part in token.split("=", 1)[0].split("."))
+
+
+def _set_indexed(cfg: DictConfig, token: str) -> DictConfig:
+    """Apply one ``a.<index>.b=value`` override (a dotlist merge cannot reach into a list); the value is parsed as
+    every override's is. A missing index or an unknown key is a ConfigError naming the key."""
+    key, _, raw = token.partition("=")
+    try:
+        value = OmegaConf.from_dotlist([f"value={raw}"])["value"]
+        cfg = copy.deepcopy(cfg)
+        node, parts = cfg, key.split(".")
+        for depth, part in enumerate(parts[:-1]):  # every list on the way must hold the index
+            if isinstance(node, ListConfig) and not (part.isdigit() and int(part) < len(node)):
+                raise KeyError(f"{'.'.join(parts[:depth])} has {len(node)} element(s), no element {part}")
+            node = node[int(part)] if isinstance(node, ListConfig) else node[part]
+        OmegaConf.update(cfg, key, value, merge=True)
+    except (OmegaConfBaseException, KeyError, IndexError, TypeError, ValueError) as err:
+        raise ConfigError(f'command line: cannot set "{key}": {str(err).splitlines()[0]}') from None
+    return cfg
 
 
 def _remove(cfg: DictConfig, key: str) -> DictConfig:
@@ -213,6 +239,9 @@ def _remove(cfg: DictConfig, key: str) -> DictConfig:
 def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, layer)
+    except TypeError as err:  # a mapping where the config holds a list, or the reverse
+        raise ConfigError(f"{source}: {err}: a list in the config was given a mapping (or a mapping a list); set "
+                          "one element of a list by its index, e.g. pretrain.stages.0.trainer.epochs=5") from None
     except OmegaConfBaseException as err:
         first_line = str(err).splitlines()[0]
         key = getattr(err, "full_key", None) or "?"

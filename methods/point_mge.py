@@ -19,9 +19,10 @@ Stage ``generator`` (tokenizer frozen, in eval mode):
 - The generator sees the extractor outputs (plus their slot and centre embeddings) and, for every masked slot,
   ``mask_token`` + its slot embedding only: never that slot's true centre (the unofficial code leaks it).
 - Per masked slot: id logits (cross-entropy, label smoothing) and the centre (``center_head``: ``regress`` =
-  smooth-L1; ``bins`` = 3 x ``center_bins``-way CE over [-1, 1], as 3DILG). Loss = CE_ids + ``center_weight`` x
-  L_centre. One mask ratio per batch from :class:`~methods.blocks.maskgit.MaskSchedule` (MAGE draws one per
-  iteration); the realised ratio is logged as ``mask_ratio``.
+  smooth-L1; ``bins`` (default) = 3 x ``center_bins``-way CE over [-1, 1], as 3DILG, sampled at generation:
+  regression averages the modes at high mask ratios, and a deterministic centre makes every sample alike).
+  Loss = CE_ids + ``center_weight`` x L_centre. One mask ratio per batch from
+  :class:`~methods.blocks.maskgit.MaskSchedule` (MAGE draws one per iteration), logged as ``mask_ratio``.
 Downstream: ``MGE_encoder`` (frozen tokenizer + extractor) is the backbone of every representation suite.
 Generation: MaskGIT decoding fills ids and centres; the decoder turns them into a field and
 :func:`~methods.blocks.field.extract_surface` into N points. Conditions: ``class`` (the cls slot's class
@@ -45,7 +46,7 @@ from bench.registry import METHODS
 from extensions import ops
 from methods.blocks.encoder import EncoderConfig
 from methods.blocks.field import KernelFieldHead, extract_surface, sample_queries, udf_target
-from methods.blocks.maskgit import MaskSchedule, SamplerConfig, maskgit_decode
+from methods.blocks.maskgit import MaskSchedule, SamplerConfig, maskgit_decode, sample_ids
 from methods.blocks.mge_encoder import MGEEncoder, SlotFeatures, TokenizerConfig
 from methods.blocks.serialization import morton_codes
 from methods.blocks.transformer import TransformerEncoder, init_vit_weights
@@ -88,7 +89,7 @@ class PointMGEConfig(MethodConfig):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # the extractor (Point-MAE ViT-S)
     generator_depth: int = 4
     generator_num_heads: int = 6
-    center_head: str = "regress"
+    center_head: str = "bins"
     center_bins: int = 256
     center_weight: float = 1.0
     label_smoothing: float = 0.1
@@ -324,20 +325,23 @@ class PointMGE(Method):
 
         def predict(ids_: Tensor, centers_: Tensor, known_: Tensor) -> tuple[Tensor, Tensor]:
             logits, center_out = self.predict(ids_, centers_, known_, classes)
-            return logits, self.decode_centers(center_out)
+            return logits, self.decode_centers(center_out, generator)
 
         ids, centers = maskgit_decode(predict, ids, centers, known, cfg.sampler, generator)
         clouds = self.decode_points(ids, centers, points, generator)
         self.train(was_training)
         return clouds
 
-    def decode_centers(self, center_out: Tensor) -> Tensor:
-        """Centre-head outputs -> centres: the regression, or the most likely bin's centre per axis."""
+    def decode_centers(self, center_out: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Centre-head outputs -> centres: the regression, or per axis a bin sampled with the sampler's temperature
+        and top-k / top-p (the bin's centre in [-1, 1]). Sampling, not the argmax: a deterministic centre would
+        give every sample the same first slots, and MaskGIT would then decode one shape for all."""
         if self.cfg.center_head == "regress":
             return center_out
-        bins = self.cfg.center_bins
-        index = center_out.view(*center_out.shape[:-1], 3, bins).argmax(-1).float()
-        return index / (bins - 1) * 2 - 1
+        bins, sampler = self.cfg.center_bins, self.cfg.sampler
+        logits = center_out.view(*center_out.shape[:-1], 3, bins)
+        index, _ = sample_ids(logits, sampler.temperature, sampler.top_k, sampler.top_p, generator)
+        return index.float() / (bins - 1) * 2 - 1
 
     def decode_points(self, ids: Tensor, centers: Tensor, points: int, generator: torch.Generator | None) -> Tensor:
         """Ids + centres -> decoded tokens -> (n, points, 3) via the field (or the patches' points)."""

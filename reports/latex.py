@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from reports.published import display_name
-from reports.tables import Table, build_tables, fold_mean, selection_rules
+from reports.tables import Table, build_tables, fold_mean, metric_words, selection_rules
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -87,7 +87,8 @@ def _caption(table: Table) -> str:
              f"paper = max over seeds of each seed's best ({rules['paper']})")
     seeds = sorted({int(n) for n in table.frame["n_seeds"]})
     unit = "folds" if fold else "seeds"
-    return (f"{latex_escape(table.heading)}. Metrics in percent; {paper}; honest = mean $\\pm$ sample std over "
+    return (f"{latex_escape(table.heading)}. {latex_escape(metric_words(table.frame))}; {paper}; "
+            "honest = mean $\\pm$ sample std over "
             f"{unit} (n = {'/'.join(map(str, seeds))}) of each one's last ({rules['honest']}); "
             "vote = one vote pass, mean over seeds; "
             f"published: $^{{\\ast}}$ = not checked against a primary source.")

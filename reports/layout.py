@@ -31,6 +31,12 @@ METRIC_LABELS = {
     "room_miou": "mIoU (rooms)",
     "room_macc": "mAcc (rooms)",
     "room_oa": "OA (rooms)",
+    "nna_cd": "1-NNA-CD",
+    "nna_emd": "1-NNA-EMD",
+    "cov_cd": "COV-CD",
+    "cov_emd": "COV-EMD",
+    "mmd_cd": "MMD-CD",
+    "mmd_emd": "MMD-EMD",
 }
 
 

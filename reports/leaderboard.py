@@ -26,6 +26,8 @@ to a target such as 50% for 1-NNA), which the result carries with its unit and d
   fold means (``diff_basis`` names which); ``vote_diff`` = ``vote_best_of_r`` (else ``vote_max``) - published vote.
 - ``seeds``, ``last_values``, ``best_values``, ``git_commits``, ``ops_backends``, ``vote_times`` are JSON lists
   (strings), so the CSV round-trips exactly; per-seed values are listed in seed order.
+- ``table_notes``: JSON list of the records' ``details["table_notes"]`` (lines the protocol asks to show under the
+  table: the generation protocol's 1-NNA noise floor), distinct.
 - ``selection``: JSON object {"paper": rule, "honest": rule} of the records' own wording of how each per-seed
   value was chosen (e.g. the SVM protocol's paper statistic is the reference's fixed C, not a max over epochs);
   seeds whose wording differs are joined with " | ".
@@ -71,7 +73,7 @@ COLUMNS = (
     "vote_n", "vote_mean", "vote_std", "vote_max", "vote_best_of_r", "vote_repeats",
     *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "vote_times", "dropped_duplicates",
     "headline", "report_columns", "report_metrics", "paper_statistic", "commands", "selection",
-    "paper_from", "honest_from",
+    "paper_from", "honest_from", "table_notes",
 )
 
 
@@ -177,6 +179,13 @@ def _selection(records: list[RunRecord], metric: str) -> dict[str, str]:
     return {"selection": json.dumps(rules), "paper_from": names[PAPER], "honest_from": names[HONEST]}
 
 
+def _table_notes(records: list[RunRecord]) -> str:
+    """JSON list of the records' ``details["table_notes"]`` (lines a protocol asks to show under its table, e.g.
+    the 1-NNA noise floor), distinct, in record order."""
+    notes = [str(n) for r in records for n in (getattr(r, "details", None) or {}).get("table_notes", [])]
+    return json.dumps(list(dict.fromkeys(notes)))
+
+
 def _group_spec(records: list[RunRecord]) -> ReportSpec:
     """The row's ``suite.report`` (validated); its seeds must agree on it."""
     specs = {report_spec(r) for r in records}
@@ -210,6 +219,7 @@ def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> list
             report_metrics=json.dumps(list(spec.metrics)),
             paper_statistic=spec.paper_statistic,
             commands=json.dumps(sorted({r.command for r in records if getattr(r, "command", "")})),
+            table_notes=_table_notes(records),
             **_selection(records, metric),
         )
         rows.append(row)

@@ -3,9 +3,11 @@
 Self-contained: inline CSS, figures as inline ``<svg>`` (:mod:`reports.plots`), no script, no external asset and
 no link out (only ``#`` anchors), so the file opens offline in a browser without a server. Per leaderboard table
 (suite x data kind x profile): the table (:mod:`reports.tables`), the per-seed distribution, few-shot fold-mean
-bars where the suite reports fold means, and learning curves from the records' ``epochs`` rows. Then tuned vs
-default (tuning summaries, :mod:`reports.sources`), the provenance of every row (each seed's job, commit, command
-and the exact resolved config) and the caveats on published numbers. Every text is HTML-escaped.
+bars where the suite reports fold means, learning curves from the records' ``epochs`` rows, and for generation
+suites a grid of generated clouds beside references (the records' ``samples_file``; skipped when the files are
+gone). Then tuned vs default (tuning summaries, :mod:`reports.sources`), the provenance of every row (each
+seed's job, commit, command and the exact resolved config) and the caveats on published numbers. Every text is
+HTML-escaped.
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ CAPTIONS = {
               "over folds (the few-shot papers' statistic). Black diamonds with bars: published mean ± std."),
     "curves": ("Learning curves", "Test metric per epoch from the records' epoch rows: each seed (fold) as a thin "
                "line, the mean over seeds as a thick line."),
+    "samples": ("Generated samples", "Per category: reference clouds (grey), then the first clouds of each method's "
+                "first sampling run (its first seed), in the frame the metrics compare them in (raw units, or "
+                "box-normalised), from each record's samples file; a fixed oblique view, at most 256 points each."),
 }
 
 
@@ -101,6 +106,7 @@ def html_table(table: Table, anchor: str, records: list[RunRecord] | None) -> li
         parts += _figure(plots.seed_distribution(table), "seeds")
         parts += _figure(plots.fold_bars(table), "folds")
         parts += _figure(plots.learning_curves(table, records), "curves")
+        parts += _figure(plots.generated_samples(table, records), "samples")
     return [*parts, "</section>"]
 
 

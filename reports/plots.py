@@ -10,7 +10,12 @@ SVG. Every function returns None when it has nothing to draw. Values are in perc
   rows): each seed thin, the mean over seeds thick;
 - :func:`fold_bars`: for fold-mean (few-shot) tables, bars of the mean over folds of each fold's best epoch with
   ± sample-std error bars, published mean ± std beside them (real data only);
-- :func:`tuning_history`: a tuning study's trial values by trial number, the best so far, and the default's value.
+- :func:`tuning_history`: a tuning study's trial values by trial number, the best so far, and the default's value;
+- :func:`generated_samples`: for generation tables, a grid of generated clouds (one row per variant and method) beside
+  reference clouds of the variant, read from the records' ``samples_file`` (records whose file is gone are skipped),
+  in a fixed oblique view (azimuth 30°, elevation 20°, Y up), at most :data:`CLOUD_POINTS` points per cloud.
+
+The seed distribution shows each metric at its display scale (MMD-CD x10^3), as the table does.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402  (after selecting the backend)
@@ -104,7 +111,9 @@ def seed_distribution(table: Table) -> str | None:
         ax = fig.subplots()
         for g, (label, color, rows) in enumerate(groups):
             for c, x, row in _cells(table, rows, g, width):
-                last, best = json.loads(row["last_values"]), json.loads(row["best_values"])
+                k = _scale(row)
+                last = [k * v for v in json.loads(row["last_values"])]
+                best = [k * v for v in json.loads(row["best_values"])]
                 ax.boxplot([last], positions=[x], widths=min(width * 0.7, 0.3), showfliers=False, manage_ticks=False,
                            boxprops={"color": color}, medianprops={"color": color}, whiskerprops={"color": color},
                            capprops={"color": color})
@@ -113,12 +122,18 @@ def seed_distribution(table: Table) -> str | None:
                 ax.scatter(jitter, last, s=14, color=color, zorder=3, label=label if c == 0 else None)
                 ax.scatter(jitter, best, s=14, facecolors="none", edgecolors=color, zorder=3)
                 if (pub := _published(row)) is not None:
-                    ax.scatter([x], [pub], marker="D", s=22, color="black", zorder=4)
+                    ax.scatter([x], [k * pub], marker="D", s=22, color="black", zorder=4)
         ax.set_xticks(range(len(table.columns)), table.header[len(table.header) - len(table.columns):])
         ax.set_xlim(-0.5, len(table.columns) - 0.5)
-        ax.set_ylabel("percent")
+        units = set(table.frame["unit"].fillna("")) if "unit" in table.frame else {"%"}
+        ax.set_ylabel("percent" if units <= {"%"} else "as shown in the table")
         ax.legend(fontsize=7, loc="best")
         return to_svg(fig, f"per-seed distribution, {table.heading}")
+
+
+def _scale(row: Any) -> float:
+    scale = row.get("scale", 1.0)
+    return 1.0 if not isinstance(scale, (int, float)) or math.isnan(scale) else float(scale)
 
 
 def _curve(record: RunRecord) -> tuple[list[float], list[float]] | None:
@@ -230,3 +245,66 @@ def tuning_history(trials: list[dict[str, Any]], direction: str, default: float 
         ax.set_ylabel("validation score")
         ax.legend(fontsize=7, loc="best")
         return to_svg(fig, f"tuning history, {title}")
+
+
+CLOUD_POINTS = 256  # points drawn per cloud in the samples figure (an evenly spaced subset)
+VIEW = (math.radians(30.0), math.radians(20.0))  # azimuth about Y (up), elevation
+
+
+def project(cloud: np.ndarray) -> np.ndarray:
+    """(P, 2) screen coordinates of a (P, 3) Y-up cloud in the fixed oblique :data:`VIEW`."""
+    az, el = VIEW
+    x, y, z = cloud[:, 0], cloud[:, 1], cloud[:, 2]
+    u = x * math.cos(az) - z * math.sin(az)
+    depth = x * math.sin(az) + z * math.cos(az)
+    return np.stack([u, y * math.cos(el) - depth * math.sin(el)], axis=1)
+
+
+def _load_clouds(path: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(samples, refs) of a record's ``samples_file``; None when it is gone or unreadable."""
+    try:
+        with np.load(Path(str(path)), allow_pickle=False) as data:
+            return np.asarray(data["samples"]), np.asarray(data["refs"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _sample_rows(table: Table, records: list[RunRecord]) -> list[tuple[str, str, np.ndarray]]:
+    """(label, colour, clouds) per figure row: per variant, its references, then each method's first-seed samples."""
+    mine = sorted((r for r in records if (r.suite, r.data_kind, r.profile) == (table.suite, table.data_kind,
+                   table.profile) and (r.details or {}).get("samples_file")), key=lambda r: r.seed)  # fmt: skip
+    colors = method_colors(table)
+    rows: list[tuple[str, str, np.ndarray]] = []
+    for variant in dict.fromkeys(v for v, _ in table.columns):
+        seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for record in (r for r in mine if r.variant == variant and r.method not in seen):
+            if (loaded := _load_clouds(record.details["samples_file"])) is not None:
+                seen[record.method] = loaded
+        if seen:
+            rows.append((f"{variant}: reference", "#7f7f7f", next(iter(seen.values()))[1]))
+            rows += [(f"{variant}: {m}", colors.get(m, COLORS[0]), clouds) for m, (clouds, _) in seen.items()]
+    return [row for row in rows if len(row[2])]
+
+
+def generated_samples(table: Table, records: list[RunRecord]) -> str | None:
+    """A grid of generated and reference clouds (see the module docstring); None without any samples file."""
+    rows = _sample_rows(table, records)
+    if not rows:
+        return None
+    columns = max(len(clouds) for _, _, clouds in rows)
+    with matplotlib.rc_context(RC):
+        width, height = 2.1 + 1.3 * columns, 0.3 + 1.3 * len(rows)
+        fig = Figure(figsize=(width, height))
+        fig.subplots_adjust(left=2.0 / width, right=1 - 0.05 / width, bottom=0.05 / height, top=1 - 0.25 / height,
+                            wspace=0.05, hspace=0.05)
+        axes = fig.subplots(len(rows), columns, squeeze=False)
+        for (label, color, clouds), line in zip(rows, axes, strict=True):
+            line[0].text(-0.08, 0.5, label, transform=line[0].transAxes, ha="right", va="center", fontsize=8)
+            for i, ax in enumerate(line):
+                ax.set_axis_off()
+                if i < len(clouds):
+                    cloud = clouds[i][np.linspace(0, len(clouds[i]) - 1, min(CLOUD_POINTS, len(clouds[i]))).astype(int)]
+                    xy = project(np.asarray(cloud, dtype=np.float64))
+                    ax.scatter(xy[:, 0], xy[:, 1], s=1.6, color=color, linewidths=0)
+                    ax.set_aspect("equal", adjustable="datalim")
+        return to_svg(fig, f"generated samples, {table.heading}")

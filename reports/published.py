@@ -5,7 +5,13 @@ The YAML is transcribed from reference/protocols.md section 5. Each entry says w
 - ``max``: the maximum over epochs of the test metric (and over seeds / pre-training checkpoints), no voting;
 - ``vote``: the ModelNet40 voting protocol, the best of ``vote_repeats`` ten-vote passes;
 - ``fold_mean``: the mean (and std) over the 10 few-shot folds of each fold's best test accuracy;
-- ``unstated``: the source does not say whether the number is voted; it is compared like ``max`` and flagged.
+- ``unstated``: the source does not say whether the number is voted; it is compared like ``max`` and flagged;
+- ``single``: one run of one trained model (generation: one sampling run, as PointFlow / PVD / LION report),
+  compared with our ``paper`` statistic (the first sampling run).
+
+A suite whose ``suites.<name>`` section sets ``reference_rows: true`` (generation) also shows the published numbers
+of methods that have no run record of ours (LION, PVD, PointFlow) as rows of their own, in real-data tables only
+(:func:`reference_methods`).
 
 Suite and variant names are normalised through the ``suites`` section (canonical names plus aliases), so a record
 written as ``modelnet40_fewshot`` / ``5way10shot`` finds the ``fewshot`` / ``5w10s`` entries.
@@ -23,9 +29,9 @@ import yaml
 from bench.errors import DataError
 
 PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
-STATISTICS = ("max", "vote", "fold_mean", "unstated")
+STATISTICS = ("max", "vote", "fold_mean", "unstated", "single")
 #: statistics that the non-vote ("paper"-side) comparison uses; at most one per metric and variant
-PRIMARY_STATISTICS = ("max", "fold_mean", "unstated")
+PRIMARY_STATISTICS = ("max", "fold_mean", "unstated", "single")
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Published:
     variant_order: dict[str, tuple[str, ...]]
     display: dict[str, str]
     caveats: tuple[str, ...]
+    reference_rows: frozenset[str] = frozenset()  # canonical suites that show published-only methods as rows
 
 
 def _parse_entry(method: str, suite: str, variant: str, raw: dict[str, Any], path: Path) -> PublishedEntry:
@@ -127,7 +134,8 @@ def load_published(path: Path = PUBLISHED_PATH) -> Published:
                 _check_unique(key, parsed, path)
                 entries[key] = tuple(parsed)
     caveats = tuple(str(c) for c in raw.get("caveats", []))
-    return Published(entries, suite_aliases, variant_aliases, variant_order, display, caveats)
+    rows = frozenset(s for s, meta in raw.get("suites", {}).items() if meta.get("reference_rows"))
+    return Published(entries, suite_aliases, variant_aliases, variant_order, display, caveats, rows)
 
 
 def canonical_suite(suite: str) -> str:
@@ -158,3 +166,14 @@ def published_for(method: str, suite: str, variant: str) -> list[PublishedEntry]
 def display_name(method: str) -> str:
     """The method's name as the papers write it (``point_mae`` -> ``Point-MAE``); the registry name otherwise."""
     return load_published().display.get(method, method)
+
+
+def reference_methods(suite: str, skip: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Methods with published numbers on ``suite`` shown as rows of their own (the suite sets ``reference_rows``),
+    in the YAML's order, leaving out ``skip`` (the methods that have rows of ours); [] for other suites."""
+    published = load_published()
+    name = canonical_suite(suite)
+    if name not in published.reference_rows:
+        return []
+    found = (method for method, suite_name, _ in published.entries if suite_name == name)
+    return [m for m in dict.fromkeys(found) if m not in skip]

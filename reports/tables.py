@@ -5,7 +5,10 @@ rows; the columns follow the suite's ``report.columns`` (:mod:`reports.layout`):
 or one per variant and metric (Cls. / Inst. mIoU, mIoU / mAcc / OA). Each cell is a list of short text lines;
 :mod:`reports.render` joins them for Markdown (one line) or HTML (line breaks). Synthetic and real rows never share
 a table, since data_kind is part of the key. With ``paper_statistic: fold_mean`` (few-shot) the paper line is the
-mean ± std over folds of each fold's best epoch instead of the max.
+mean ± std over folds of each fold's best epoch instead of the max. Metrics of one table may differ in unit, display
+scale and direction (generation: 1-NNA best at 50, COV max, MMD min x10^3); the notes describe each, and add the
+records' own ``table_notes`` (the 1-NNA noise floor). Real-data tables of suites with published ``reference_rows``
+also list the published numbers of methods we have no records of (LION, PVD, PointFlow) as rows of their own.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ import pandas as pd
 
 from bench.metrics.base import Direction
 from reports.layout import metric_label
-from reports.published import canonical_suite, display_name, load_published, variant_rank
+from reports.published import (
+    canonical_suite,
+    display_name,
+    load_published,
+    published_for,
+    reference_methods,
+    variant_rank,
+)
 
 SYNTHETIC_LABEL = "SYNTHETIC stand-in data — not comparable to published numbers"
 UNVERIFIED_MARK = "✱"
@@ -135,16 +145,24 @@ def statistic_names(rows: pd.DataFrame) -> dict[str, str]:
             for role in ("paper", "honest")}
 
 
-def metric_words(rows: pd.DataFrame) -> str:
-    """'Acc. in percent, higher is better' for the rows' metrics (unit, display scale, direction)."""
-    first = rows.iloc[0]
-    unit = str(first.get("unit", "%"))
-    scale = float(first.get("scale", 1.0))
-    units = "in percent" if unit == "%" else f"in {unit}" if unit else "unitless"
+def _words(row: pd.Series) -> str:
+    """'in percent, higher is better' for one row's unit, display scale and direction."""
+    unit = str(row.get("unit", "%"))
+    scale = row.get("scale", 1.0)
+    scale = 1.0 if _missing(scale) else float(scale)
+    units = "in percent" if unit == "%" else f"in {unit}" if unit and unit != "nan" else "unitless"
     if scale != 1.0:
         units += f", shown x{scale:g}"
-    direction = Direction.parse(str(first.get("direction", "max"))).describe()
-    return f"{', '.join(metric_label(m) for m in dict.fromkeys(rows['metric']))} {units}, {direction}"
+    return f"{units}, {Direction.parse(str(row.get('direction', 'max'))).describe()}"
+
+
+def metric_words(rows: pd.DataFrame) -> str:
+    """'Acc. in percent, higher is better' for the rows' metrics; metrics that differ in unit, display scale or
+    direction are described one group at a time ('1-NNA-CD in percent, closest to 50 is best; MMD-CD ...')."""
+    groups: dict[str, list[str]] = {}
+    for _, row in rows.drop_duplicates("metric").iterrows():
+        groups.setdefault(_words(row), []).append(metric_label(str(row["metric"])))
+    return "; ".join(f"{', '.join(names)} {words}" for words, names in groups.items())
 
 
 def fold_mean(row: pd.Series) -> bool:
@@ -193,8 +211,10 @@ def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
     counts = sorted({int(n) for n in rows["n_seeds"]})
     seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]} (n= in each cell)"
     rules, names = selection_rules(rows), statistic_names(rows)
-    kind = Direction.parse(str(rows.iloc[0].get("direction", "max"))).kind
-    best = {"max": "max", "min": "min"}.get(kind, "best (closest to the target)")
+    kinds = {Direction.parse(str(d)).kind for d in rows.get("direction", pd.Series(["max"])).dropna()} or {"max"}
+    kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    best = {"max": "max", "min": "min", "mixed": "best (in each metric's direction)"}.get(
+        kind, "best (closest to the target)")
     notes = [
         f"Metric: {metric_words(rows)}. Seeds per cell: {seeds}.",
         f"paper = {best} over seeds of each seed's '{names['paper']}': {rules['paper']}.",
@@ -217,6 +237,8 @@ def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
     commits = sorted({c for s in rows["git_commits"] for c in json.loads(s)})
     backends = sorted({b for s in rows["ops_backends"] for b in json.loads(s)})
     notes.append(f"git commits: {', '.join(commits) or 'unknown'}; ops backends: {', '.join(backends) or 'unknown'}.")
+    stated = rows.get("table_notes", pd.Series(dtype=str)).dropna()
+    notes += list(dict.fromkeys(note for text in stated if text for note in json.loads(text)))
     return notes
 
 
@@ -267,7 +289,27 @@ def _build_table(suite: str, data_kind: str, profile: str, rows: pd.DataFrame) -
     table.notes = _notes(rows, data_kind)
     if data_kind == "real":
         table.references = _references(rows)
+        _add_reference_rows(table, set(map(str, rows["method"])))
     return table
+
+
+def _add_reference_rows(table: Table, ours: set[str]) -> None:
+    """Rows of published numbers for methods without records of ours (suites with ``reference_rows``: LION, PVD,
+    PointFlow on generation), with their reference lines; real-data tables only."""
+    for method in reference_methods(table.suite, frozenset(ours)):
+        cells, found = [], False
+        for variant, metric in table.columns:
+            entry = next((e for e in published_for(method, table.suite, variant) if e.metric == metric), None)
+            found = found or entry is not None
+            cells.append(["—"] if entry is None else [f"published {_published(entry.value, entry.unverified)}"])
+            if entry is not None:
+                flag = f" {UNVERIFIED_MARK} unverified" if entry.unverified else ""
+                ref = (f"{display_name(method)} / {variant} / {metric_label(metric)}: {entry.value:g}{flag}. "
+                       f"{entry.protocol}. Source: {entry.source}")
+                table.references.append(ref + (f". Note: {entry.note}" if entry.note else ""))
+        if found:
+            table.rows.append(TableRow(table.data_kind, [f"{display_name(method)} (published)", "—", "—", "—", "—"],
+                                       cells))
 
 
 def build_tables(df: pd.DataFrame) -> list[Table]:

@@ -54,7 +54,8 @@ class KernelFieldHead(nn.Module):
         d2 = torch.cdist(queries, centers).square()  # (B, Q, G)
         weights = torch.softmax(-self.log_sigma.exp() * d2, dim=-1)
         feature = weights @ tokens  # (B, Q, C)
-        value = self.mlp(torch.cat([feature, fourier_features(queries, self.num_freqs)], dim=-1)).squeeze(-1)
+        local = queries - weights @ centers  # the query relative to the patches it reads
+        value = self.mlp(torch.cat([feature, fourier_features(local, self.num_freqs)], dim=-1)).squeeze(-1)
         return F.softplus(value) if self.output == "udf" else value
 
 

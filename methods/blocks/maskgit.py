@@ -15,7 +15,8 @@ MaskGIT decoding (:func:`maskgit_decode`): T steps; after step t the number of s
 floor(G cos(pi/2 (t+1)/T)) (0 after the last); every masked slot samples an id (temperature, top-k, top-p) and
 the slots with the least confident samples stay masked, confidence = log p(sampled id) + Gumbel noise x
 ``choice_temperature`` x (1 - (t+1)/T) (MAGE's annealed choice temperature). All randomness comes from the
-``generator`` passed in.
+``generator`` passed in (a CPU generator: draws are made on the CPU and moved, so samples do not depend on the
+device's RNG).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def sample_ids(logits: Tensor, temperature: float, top_k: int, top_p: float,
         return ids, filtered.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
     logp = (filtered / temperature).log_softmax(-1)
     flat = logp.reshape(-1, logp.shape[-1]).exp()
-    ids = torch.multinomial(flat, 1, generator=generator).view(logp.shape[:-1])
+    ids = torch.multinomial(flat.cpu(), 1, generator=generator).to(logp.device).view(logp.shape[:-1])
     return ids, logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
 
@@ -162,7 +163,8 @@ def maskgit_decode(predict: Predictor, ids: Tensor, centers: Tensor, known: Tens
         sampled, logp = sample_ids(logits, cfg.temperature, cfg.top_k, cfg.top_p, generator)
         unknown = ~known
         keep_masked = [min(cfg.still_masked(step, slots), int(c)) for c in unknown.sum(1)]
-        noise = -torch.log(-torch.log(torch.rand(logp.shape, generator=generator).clamp(1e-20, 1.0)))
+        uniform = torch.rand(logp.shape, generator=generator).to(logp.device)  # a CPU generator on any device
+        noise = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0)))
         anneal = cfg.choice_temperature * (1 - (step + 1) / cfg.steps)
         confidence = torch.where(unknown, logp + anneal * noise, torch.full_like(logp, float("inf")))
         order = confidence.argsort(dim=1)  # least confident first; known slots last

@@ -151,7 +151,7 @@ def test_finetune_from_an_official_checkpoint(tiny_data_root, tiny_run, tmp_path
 @pytest.mark.parametrize(
     ("extra", "code", "needle"),
     [
-        (["suite=scanobjectnn", "method=point_mea"], 2, 'Did you mean "point_mae"'),
+        (["suite=scanobjectnn", "method=point_maee"], 2, 'Did you mean "point_mae"'),
         (["suite=scanobjectnn", "method=scratch", "trainer.epoch=3"], 2, "trainer.epoch"),
         (["suite=scanobjectnn", "method=scratch", "data.source=real"], 3, "ScanObjectNN/main_split"),
         (["suite=scanobjectnn", "method=scratch", "suite.npoints=8"], 2, "suite.num_group"),

@@ -35,13 +35,13 @@ def stages_file(tmp_path, spread_epochs: int):
 
 
 def run(tmp_path, data_root, *extra: str) -> int:
-    return main(["--quiet", "run", "suite=toy_generation", "seeds=[0]", "data.standin_size=tiny",
-                 f"data.root={data_root}", f"output.dir={tmp_path / 'runs'}", "pretrain.trainer.batch_size=4",
-                 "executor.workers=1", *extra])
+    return main(["--quiet", "run", "suite=toy_generation", "method=toy_generator", "seeds=[0]",
+                 "data.standin_size=tiny", f"data.root={data_root}", f"output.dir={tmp_path / 'runs'}",
+                 "pretrain.trainer.batch_size=4", "executor.workers=1", *extra])
 
 
 def test_generative_method_runs_an_evaluation_protocol_to_a_record_and_a_row(toys, tmp_path, tiny_data_root):
-    assert run(tmp_path, tiny_data_root, f"+overrides={stages_file(tmp_path, 1)}") == 0  # method=all: the toy alone
+    assert run(tmp_path, tiny_data_root, f"+overrides={stages_file(tmp_path, 1)}") == 0
     (record,) = load_records(tmp_path / "runs" / "records")
     assert record.method == "toy_generator" and record.epochs == [] and record.protocol == "toy_generation"
     result = record.headline
