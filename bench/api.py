@@ -131,10 +131,13 @@ class MethodConfig:
     """Fields every method config has; a method subclasses this with its own hyper-parameters.
 
     ckpt: a pre-training checkpoint to import instead of pre-training (ours or the authors' official release).
+    ``sampling_fields``: the fields only ``generate`` reads; changing them re-scores, it never re-trains.
     """
 
     name: str = ""
     ckpt: str | None = None
+    #: fields that only ``generate`` reads (sampler settings): left out of the pre-training hashes
+    sampling_fields: ClassVar[tuple[str, ...]] = ()
 
 
 class Method(nn.Module):

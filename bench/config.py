@@ -329,10 +329,17 @@ def finetune_hash(cfg: DictConfig) -> str:
     return config_hash(keep)
 
 
+def trained_method(plain: dict[str, Any]) -> dict[str, Any]:
+    """The ``method`` section as pre-training sees it: without ``ckpt`` and without the method config's
+    ``sampling_fields`` (sampler settings change samples, not weights, so they never re-run a pre-training)."""
+    skip = {"ckpt", *getattr(METHODS.get(plain["method"]["name"]).config_class, "sampling_fields", ())}
+    return {k: v for k, v in plain["method"].items() if k not in skip}
+
+
 def pretrain_hash(cfg: DictConfig, data_kind: str) -> str:
     """Identity of an unstaged pre-training run: method architecture + pretext + recipe + data kind."""
     plain = to_plain(cfg)
-    method = {k: v for k, v in plain["method"].items() if k != "ckpt"}
+    method = trained_method(plain)
     return config_hash({"method": method, "pretrain": pretrain_identity(plain["pretrain"]), "data_kind": data_kind})
 
 
@@ -340,7 +347,7 @@ def stage_hash(cfg: DictConfig, upto: int, data_kinds: list[str]) -> str:
     """Identity of stage ``upto`` of ``pretrain.stages``: the method, the shared ``pretrain`` settings and every
     stage up to and including it (with their data kinds), so changing stage k re-runs stages k and later only."""
     plain = to_plain(cfg)
-    method = {k: v for k, v in plain["method"].items() if k != "ckpt"}
+    method = trained_method(plain)
     shared = {k: v for k, v in plain["pretrain"].items() if k != "stages"}
     chain = plain["pretrain"]["stages"][: upto + 1]
     return config_hash({"method": method, "pretrain": shared, "stages": chain, "data_kinds": data_kinds[: upto + 1]})

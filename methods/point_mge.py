@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -61,8 +61,8 @@ class SurfaceConfig:
     """Field -> points (:func:`methods.blocks.field.extract_surface`)."""
 
     mode: str = "centres"  # centres: Gaussian seeds around each generated centre | grid: a resolution^3 grid
-    seeds: int = 32
-    seed_std: float = 0.05
+    seeds: int = 128  # per patch: 64 x 128 = 8192 candidates, half kept, FPS to 2048
+    seed_std: float = 0.08
     resolution: int = 32
     project_steps: int = 2
     keep: float = 0.5
@@ -81,6 +81,7 @@ def _coerce(cls, value):
 class PointMGEConfig(MethodConfig):
     """Point-MGE (wave2.md 1.3 "recommended scaled-down architecture"; paper-scale values in the yaml)."""
 
+    sampling_fields: ClassVar[tuple[str, ...]] = ("sampler", "surface")
     name: str = "point_mge"
     num_group: int = 64
     group_size: int = 32

@@ -145,3 +145,15 @@ def test_a_list_element_is_set_by_its_index_and_a_bad_index_is_named():
                         ("pretrain.stages.x.trainer=1", "set one element of a list by its index")]:
         with pytest.raises(ConfigError, match=re.escape(needle)):
             resolve("generation", "point_mge", profile="demo", overrides=[bad])
+
+
+def test_sampler_settings_never_re_run_a_pre_training():
+    from bench.config import stage_hash
+
+    base = resolve("generation", "point_mge", profile="demo")
+    sampled = resolve("generation", "point_mge", profile="demo",
+                      overrides=["method.sampler.steps=3", "method.surface.seeds=8"])
+    trained = resolve("generation", "point_mge", profile="demo", overrides=["method.mask.end=0.8"])
+    kinds = ["synthetic", "synthetic"]
+    assert [stage_hash(sampled, i, kinds) for i in (0, 1)] == [stage_hash(base, i, kinds) for i in (0, 1)]
+    assert stage_hash(trained, 1, kinds) != stage_hash(base, 1, kinds)
