@@ -177,6 +177,12 @@ class Method(nn.Module):
         """Calling the module runs the pretext (so DDP's forward hooks see it)."""
         return self.pretrain_step(batch)
 
+    @classmethod
+    def example_side_inputs(cls, cfg: MethodConfig, batch_size: int) -> dict[str, Tensor]:
+        """Random stand-ins for the side-data arrays (``"<side data>.<key>"``) its stages read, with their
+        shapes: what a contract test or a dry run adds to a batch of clouds. Default: none."""
+        return {}
+
     def on_stage_start(self, stage: StageConfig) -> None:
         """Called before a pre-training stage trains (after the stage's ``train`` / ``freeze`` are applied)."""
         self.stage = stage.name

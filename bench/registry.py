@@ -120,6 +120,8 @@ SIDE_DATA: Registry = Registry("side data")
 PREPARERS: Registry = Registry("prepare step")
 #: synthetic stand-in writers, one per data set: ``bench.data.synthetic.writers.StandinWriter``
 STANDIN_WRITERS: Registry = Registry("stand-in writer")
+#: frozen MMPD teachers (text / image embedders): ``methods.blocks.teachers.TeacherSpec``
+TEACHERS: Registry = Registry("teacher")
 
 #: packages whose modules register into the registries above
 PLUGIN_PACKAGES = ("bench.data", "bench.metrics", "suites.protocols", "methods")

@@ -131,9 +131,12 @@ class PointEncoder(Encoder):
         centers: Tensor,
         visible_mask: Tensor | None = None,
         hidden_blocks: Sequence[int] = (),
+        pos_order: Tensor | None = None,
     ) -> EncoderOutput:
         """Encode grouped patches. ``visible_mask`` (B, G) bool, True = keep (same count in every row): the
-        output then holds only the visible tokens and their centres, in their original order."""
+        output then holds only the visible tokens and their centres, in their original order. ``pos_order``
+        (B, V) int64: token j gets the positional embedding of token ``pos_order[:, j]`` (content and position
+        decoupled, MMPD's ``pos_swap``); the returned centres stay the tokens' own."""
         if visible_mask is not None:
             self._check_mask(visible_mask, centers)
             tokens = self.encoder(neighborhood, keep=visible_mask)  # masked patches' tokens are never computed
@@ -141,6 +144,8 @@ class PointEncoder(Encoder):
         else:
             tokens = self.encoder(neighborhood)
         pos = self.pos_embed(centers)
+        if pos_order is not None:
+            pos = pos.gather(1, pos_order.unsqueeze(-1).expand(-1, -1, pos.shape[-1]))
         b = tokens.shape[0]
         skip = 0
         if self.cls_token is not None:

@@ -41,8 +41,10 @@ def test_pretrain_step(name: str) -> None:
     cls = METHODS.get(name)
     if not cls.pretrains():
         pytest.skip(f"{name} has no pretext")
-    method = cls(tiny_config(cls.config_class))
-    out = method({"xyz": torch.rand(2, TINY_POINTS, 3)})  # the Trainer calls the module: forward -> pretrain_step
+    cfg = tiny_config(cls.config_class)
+    method = cls(cfg)
+    batch = {"xyz": torch.rand(2, TINY_POINTS, 3), **cls.example_side_inputs(cfg, 2)}
+    out = method(batch)  # the Trainer calls the module: forward -> pretrain_step
     loss = out["loss"]
     assert loss.dim() == 0 and torch.isfinite(loss) and loss.requires_grad
     loss.backward()

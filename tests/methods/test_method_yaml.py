@@ -59,5 +59,6 @@ def test_demo_profile_builds_a_tiny_model(name: str) -> None:
     assert sum(p.numel() for p in backbone.parameters()) < 2_000_000
     assert backbone(torch.rand(2, 64, 3)).tokens.shape[:2] == (2, 16)
     if cls.pretrains():
-        loss = cls(run.method).pretrain_step({"xyz": torch.rand(2, run.pretrain.npoints, 3)})["loss"]
+        batch = {"xyz": torch.rand(2, run.pretrain.npoints, 3), **cls.example_side_inputs(run.method, 2)}
+        loss = cls(run.method).pretrain_step(batch)["loss"]
         assert torch.isfinite(loss)
