@@ -12,6 +12,13 @@ authors' layout (``{"base_model": whole-method state_dict, "epoch": ...}``, enco
 with ``pretrain.json`` beside it. Changing stage k re-runs stage k and the stages after it, never those before.
 
 MLflow: one pre-training run per method under the sweep; with declared stages, one run per stage under it.
+
+Side data: before any stage trains, every stage still to run gets its data, and its side data is checked against
+every sample id. On the synthetic stand-in, a side-data file that is absent is first written by the stand-in writer
+its spec names (:func:`bench.data.side.write_standin_side_data`, noted to the user); on real data it stays a
+DataError that names the ``bench data prepare`` step making it. A stage with side data records each file's
+provenance (:meth:`bench.data.side.SideDataSource.describe`) as ``details["side_data"][name]`` in its
+``pretrain.json``, which reaches every fine-tuning record's ``pretrain.details``.
 """
 
 from __future__ import annotations
@@ -27,11 +34,11 @@ from torch import nn
 from bench.checkpoints import load_method_checkpoint, save_pretrain_checkpoint
 from bench.config import pretrain_hash, stage_hash, stage_trainer
 from bench.data.base import TransformedDataset, build_dataset
-from bench.data.side import WithSideData, load_side_data
+from bench.data.side import WithSideData, load_side_data, write_standin_side_data
 from bench.data.transforms import build_transform
 from bench.errors import CheckpointError, ConfigError
 from bench.io import atomic_write_text
-from bench.registry import DATASETS
+from bench.registry import DATASETS, SIDE_DATA
 from bench.schema import StageConfig
 from bench.sources import REAL, SYNTHETIC, DataSource, locate
 from bench.trainer import Trainer, seed_everything
@@ -112,8 +119,10 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
     if (folders[-1] / CHECKPOINT_NAME).exists():
         return EncoderSource("cache", str(folders[-1] / CHECKPOINT_NAME), kind, keys[-1], _details(stages, folders))
     # every stage still to run gets its data (side data checked against every sample id) before any stage trains
-    datasets = {i: stage_dataset(s, d, cfg.pretrain.seed) for i, (s, d, f) in enumerate(zip(stages, located, folders,
-                strict=True)) if not (f / CHECKPOINT_NAME).exists()}  # fmt: skip
+    to_run = [i for i, folder in enumerate(folders) if not (folder / CHECKPOINT_NAME).exists()]
+    for i in to_run:
+        write_missing_side_data(stages[i], located[i], cfg.data.standin_size, note)
+    datasets = {i: stage_dataset(stages[i], located[i], cfg.pretrain.seed) for i in to_run}
     parent = tracker.open_run(
         key=f"pretrain/{method_cls.name}/{keys[-1]}", name=f"pretrain {method_cls.name}", parent=sweep_run,
         params={"method": OmegaConf.to_container(cfg.method), "pretrain": OmegaConf.to_container(cfg.pretrain,
@@ -166,6 +175,19 @@ def _under(name: str, prefixes: list[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+def write_missing_side_data(stage: Stage, data: DataSource, standin_size: str, note) -> None:
+    """On the synthetic stand-in, write each side-data file of ``stage`` that is absent and whose spec names a
+    stand-in writer, and ``note`` it; real data (or a spec without a writer) is left to :func:`stage_dataset`."""
+    if data.kind != SYNTHETIC:
+        return
+    for name in stage.side_data:
+        spec = SIDE_DATA.get(name)
+        if spec.standin and not spec.file(data.root).exists():
+            write_standin_side_data(spec, data.root, standin_size)
+            note(f"side data {name}: {spec.file(data.root)} was absent; the stand-in writer {spec.standin} wrote it "
+                 "now (synthetic stand-in).")
+
+
 def stage_dataset(stage: Stage, data: DataSource, seed: int) -> TransformedDataset:
     """The stage's training split, joined with its side data by sample id, through its transforms."""
     options = {"whole": stage.whole} if "whole" in DATASETS.get(stage.dataset).option_defaults else {}
@@ -199,6 +221,9 @@ def run_stage(cfg: DictConfig, method_cls, stage: Stage, dataset: TransformedDat
     }
     if stage.name != IMPLICIT:
         details.update(stage=stage.name, started_from=None if start is None else start.parent.name)
+    sources = dataset.dataset.sources if isinstance(dataset.dataset, WithSideData) else []
+    if sources:  # stages without side data keep their details (and records) exactly as before
+        details["side_data"] = {source.name: source.describe() for source in sources}
     save_pretrain_checkpoint(method, workdir / CHECKPOINT_NAME, epoch=len(result.history), extra=details)
     atomic_write_text(workdir / "pretrain.json", json.dumps(details, indent=2))
     (workdir / "last.pt").unlink(missing_ok=True)

@@ -20,12 +20,13 @@ from typing import Any
 import pandas as pd
 
 from reports.published import display_name
-from reports.tables import Table, build_tables, fold_mean, metric_words, selection_rules
+from reports.tables import Table, build_tables, fold_mean, mark_notes, method_marks, metric_words, selection_rules
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
     "±": r"$\pm$", "Δ": r"$\Delta$", "—": "---", "–": "--", "−": "$-$", "✱": r"$^{\ast}$", "|": r"\textbar{}",
+    "†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$",
 }
 PREAMBLE = r"""% pointbench leaderboard: generated from run records, do not edit by hand.
 \documentclass{article}
@@ -91,7 +92,8 @@ def _caption(table: Table) -> str:
             "honest = mean $\\pm$ sample std over "
             f"{unit} (n = {'/'.join(map(str, seeds))}) of each one's last ({rules['honest']}); "
             "vote = one vote pass, mean over seeds; "
-            f"published: $^{{\\ast}}$ = not checked against a primary source.")
+            f"published: $^{{\\ast}}$ = not checked against a primary source."
+            + "".join(f" {latex_escape(note)}" for note in mark_notes(table.frame)))
 
 
 def _method_rows(table: Table, names: list[str]) -> list[str]:
@@ -103,6 +105,7 @@ def _method_rows(table: Table, names: list[str]) -> list[str]:
         label = display_name(str(method))
         if methods.count(method) > 1:
             label += f" ({recipe}, v{version}, {chash})"
+        label += method_marks(group)
         by_column = {(r["variant"], r["metric"]): r for _, r in group.iterrows()}
         lead = latex_escape(label)
         for name in names:

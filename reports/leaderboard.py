@@ -28,6 +28,10 @@ to a target such as 50% for 1-NNA), which the result carries with its unit and d
   (strings), so the CSV round-trips exactly; per-seed values are listed in seed order.
 - ``table_notes``: JSON list of the records' ``details["table_notes"]`` (lines the protocol asks to show under the
   table: the generation protocol's 1-NNA noise floor), distinct.
+- ``pretrain_flags``: JSON list of the :data:`PRETRAIN_FLAGS` that any record of the row carries in the provenance
+  of its pre-training side data (``pretrain.details.side_data.<name>.<flag>`` is true, in any stage): e.g.
+  ``uses_category_names`` (captions of category names: label information) and ``test_teachers`` (random test
+  teachers computed the side data). Read from the records only, never from method names.
 - ``selection``: JSON object {"paper": rule, "honest": rule} of the records' own wording of how each per-seed
   value was chosen (e.g. the SVM protocol's paper statistic is the reference's fixed C, not a max over epochs);
   seeds whose wording differs are joined with " | ".
@@ -57,7 +61,7 @@ from bench.results import HONEST, PAPER
 from reports.layout import ReportSpec, report_spec, row_metrics
 from reports.published import PRIMARY_STATISTICS, PublishedEntry, published_for, variant_rank
 
-__all__ = ["COLUMNS", "KEY", "published_for", "row_records", "summarize"]
+__all__ = ["COLUMNS", "KEY", "PRETRAIN_FLAGS", "published_for", "row_records", "side_data_provenance", "summarize"]
 
 KEY = ("suite", "suite_version", "data_kind", "profile", "recipe", "method", "config_hash", "variant")
 DATA_KINDS = ("real", "synthetic")
@@ -73,8 +77,10 @@ COLUMNS = (
     "vote_n", "vote_mean", "vote_std", "vote_max", "vote_best_of_r", "vote_repeats",
     *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "vote_times", "dropped_duplicates",
     "headline", "report_columns", "report_metrics", "paper_statistic", "commands", "selection",
-    "paper_from", "honest_from", "table_notes",
+    "paper_from", "honest_from", "table_notes", "pretrain_flags",
 )
+#: provenance flags of pre-training side data that a row reports (``pretrain_flags``), in display order
+PRETRAIN_FLAGS = ("uses_category_names", "test_teachers")
 
 
 def _validate(record: RunRecord) -> None:
@@ -186,6 +192,22 @@ def _table_notes(records: list[RunRecord]) -> str:
     return json.dumps(list(dict.fromkeys(notes)))
 
 
+def side_data_provenance(record: RunRecord) -> list[dict[str, Any]]:
+    """The provenance of every side-data file the record's pre-training read (``pretrain.details.side_data``, and
+    each stage's under ``details.stages``), in stage order; [] for imported or absent pre-training."""
+    details = (getattr(record, "pretrain", None) or {}).get("details") or {}
+    stages = [details, *(details.get("stages") or [])]
+    return [info for stage in stages if isinstance(stage, dict)
+            for info in (stage.get("side_data") or {}).values() if isinstance(info, dict)]  # fmt: skip
+
+
+def _pretrain_flags(records: list[RunRecord]) -> str:
+    """JSON list of the :data:`PRETRAIN_FLAGS` set (true) in any record's side-data provenance, in flag order."""
+    found = {flag for r in records for info in side_data_provenance(r) for flag in PRETRAIN_FLAGS
+             if info.get(flag) is True}  # fmt: skip
+    return json.dumps([flag for flag in PRETRAIN_FLAGS if flag in found])
+
+
 def _group_spec(records: list[RunRecord]) -> ReportSpec:
     """The row's ``suite.report`` (validated); its seeds must agree on it."""
     specs = {report_spec(r) for r in records}
@@ -220,6 +242,7 @@ def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> list
             paper_statistic=spec.paper_statistic,
             commands=json.dumps(sorted({r.command for r in records if getattr(r, "command", "")})),
             table_notes=_table_notes(records),
+            pretrain_flags=_pretrain_flags(records),
             **_selection(records, metric),
         )
         rows.append(row)

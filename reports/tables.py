@@ -7,7 +7,9 @@ or one per variant and metric (Cls. / Inst. mIoU, mIoU / mAcc / OA). Each cell i
 a table, since data_kind is part of the key. With ``paper_statistic: fold_mean`` (few-shot) the paper line is the
 mean ± std over folds of each fold's best epoch instead of the max. Metrics of one table may differ in unit, display
 scale and direction (generation: 1-NNA best at 50, COV max, MMD min x10^3); the notes describe each, and add the
-records' own ``table_notes`` (the 1-NNA noise floor). Real-data tables of suites with published ``reference_rows``
+records' own ``table_notes`` (the 1-NNA noise floor). A method whose records' pre-training side data carries a
+provenance flag (the long table's ``pretrain_flags``) gets the flag's mark after its name (``mmpd †``) and the
+mark's note under the table (:data:`PRETRAIN_MARKS`). Real-data tables of suites with published ``reference_rows``
 also list the published numbers of methods we have no records of (LION, PVD, PointFlow) as rows of their own.
 """
 
@@ -33,6 +35,12 @@ from reports.published import (
 
 SYNTHETIC_LABEL = "SYNTHETIC stand-in data — not comparable to published numbers"
 UNVERIFIED_MARK = "✱"
+#: mark and note of each pre-training provenance flag (:data:`reports.leaderboard.PRETRAIN_FLAGS`), in mark order
+PRETRAIN_MARKS = {
+    "uses_category_names": ("†", "pre-training used category names (captions): label information in a nominally "
+                                 "self-supervised protocol"),
+    "test_teachers": ("‡", "random test teachers (not the real ones)"),
+}
 
 
 @dataclass
@@ -239,7 +247,25 @@ def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
     notes.append(f"git commits: {', '.join(commits) or 'unknown'}; ops backends: {', '.join(backends) or 'unknown'}.")
     stated = rows.get("table_notes", pd.Series(dtype=str)).dropna()
     notes += list(dict.fromkeys(note for text in stated if text for note in json.loads(text)))
-    return notes
+    return notes + mark_notes(rows)
+
+
+def pretrain_flags(rows: pd.DataFrame) -> list[str]:
+    """The :data:`PRETRAIN_MARKS` flags any of ``rows`` carries (``pretrain_flags``; none without the column)."""
+    stated = rows.get("pretrain_flags", pd.Series(dtype=str)).dropna()
+    found = {flag for text in stated if text for flag in json.loads(text)}
+    return [flag for flag in PRETRAIN_MARKS if flag in found]
+
+
+def method_marks(rows: pd.DataFrame) -> str:
+    """' †‡' for a method's rows whose pre-training carried those flags; '' when none."""
+    marks = "".join(PRETRAIN_MARKS[flag][0] for flag in pretrain_flags(rows))
+    return f" {marks}" if marks else ""
+
+
+def mark_notes(rows: pd.DataFrame) -> list[str]:
+    """One note per mark used in the table: '† pre-training used category names ...'."""
+    return [f"{PRETRAIN_MARKS[flag][0]} {PRETRAIN_MARKS[flag][1]}." for flag in pretrain_flags(rows)]
 
 
 def _heading(suite: str, data_kind: str, profile: str) -> str:
@@ -272,8 +298,8 @@ def _columns(suite: str, rows: pd.DataFrame) -> tuple[list[tuple[str, str]], lis
 def _label(group: pd.DataFrame) -> list[str]:
     first = group.iloc[0]
     commits = sorted({c for s in group["git_commits"] for c in json.loads(s)})
-    return [str(first["method"]), str(first["recipe"]), f"v{first['suite_version']}", str(first["config_hash"]),
-            ", ".join(c[:10] for c in commits) or "unknown"]
+    return [str(first["method"]) + method_marks(group), str(first["recipe"]), f"v{first['suite_version']}",
+            str(first["config_hash"]), ", ".join(c[:10] for c in commits) or "unknown"]
 
 
 def _build_table(suite: str, data_kind: str, profile: str, rows: pd.DataFrame) -> Table:

@@ -14,10 +14,21 @@ Conventions:
 - Every id of the wrapped data set is checked once, when :class:`WithSideData` is built; a missing file, id or key
   raises DataError naming the file (and the ids or keys).
 - The file is opened lazily in each process that reads it (a DataLoader worker opens its own handle).
+- Making the file: ``SideData.prepare`` names the ``bench data prepare <step>`` that computes it from real data
+  (the missing-file DataError says to run it); ``SideData.standin`` names the registered stand-in writer
+  (``STANDIN_WRITERS``) that writes it for the synthetic stand-in, which pre-training runs when the file is absent
+  (:func:`write_standin_side_data`).
+- Provenance: the file's HDF5 root attributes, each a JSON text (a producer's choice of keys), are what
+  :meth:`SideDataSource.describe` returns with the file's path, size and sha256; pre-training puts it in every
+  stage's details. Two top-level flags are read by the leaderboard: ``uses_category_names`` (the values were
+  computed from category names, i.e. label information) and ``test_teachers`` (computed by random test stand-ins
+  of the real models).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,12 +49,16 @@ SHOWN_IDS = 5
 
 @dataclass(frozen=True)
 class SideData:
-    """A side-data file: ``path`` (relative to the data root), the ``keys`` stored per sample id, a description."""
+    """A side-data file: ``path`` (relative to the data root), the ``keys`` stored per sample id, a description;
+    ``prepare``: the ``bench data prepare`` step that makes it from real data, ``standin``: the stand-in writer that
+    makes it for the synthetic stand-in (either None when there is none)."""
 
     name: str
     path: str
     keys: tuple[str, ...]
     description: str = ""
+    standin: str | None = None
+    prepare: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", tuple(self.keys))
@@ -75,6 +90,7 @@ class SideDataSource:
 
     def __init__(self, spec: SideData, root: Path) -> None:
         self.spec = spec
+        self.root = Path(root)
         self.path = spec.file(root)
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -88,7 +104,9 @@ class SideDataSource:
         """This process's read handle (reopened after a fork: h5py handles must not cross processes)."""
         if self._file is None or self._pid != os.getpid():
             if not self.path.is_file():
-                raise DataError(f"side data {self.name}: file not found: expected {self.path}.")
+                make = f" To make it, run: bench data prepare {self.spec.prepare} data.root={self.root}" \
+                    if self.spec.prepare else ""
+                raise DataError(f"side data {self.name}: file not found: expected {self.path}.{make}")
             try:
                 self._file = h5py.File(self.path, "r")
             except OSError as exc:
@@ -134,6 +152,23 @@ class SideDataSource:
         group = self._handle()[sample_id]
         return {key: np.asarray(group[key]) for key in self.spec.keys}
 
+    def describe(self) -> dict[str, Any]:
+        """Provenance: the file's root attributes (each parsed from JSON; kept as text when it is not JSON), then
+        ``path``, ``bytes`` and ``sha256`` of the file (hashed in full: reproducible across copies, unlike an
+        mtime; about a second per GB, once per pre-training stage)."""
+        info: dict[str, Any] = {}
+        for key, value in self._handle().attrs.items():
+            text = value.decode() if isinstance(value, bytes) else value
+            try:
+                info[key] = json.loads(text) if isinstance(text, str) else np.asarray(text).tolist()
+            except json.JSONDecodeError:
+                info[key] = text
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+        return {**info, "path": str(self.path), "bytes": self.path.stat().st_size, "sha256": digest.hexdigest()}
+
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
@@ -147,6 +182,29 @@ def load_side_data(name_or_spec: str | SideData, root: Path) -> SideDataSource:
     """Open registered side data ``name`` (or an unregistered ``spec``) below the data root ``root``."""
     spec = SIDE_DATA.get(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
     return SideDataSource(spec, Path(root))
+
+
+def write_standin_side_data(name_or_spec: str | SideData, root: Path, size: str, seed: int = 0) -> list[Path]:
+    """Write side data ``name`` for the synthetic stand-in below ``root`` (``<data root>/synthetic``) with the stand-in
+    writer its spec names; return the files written. ConfigError when the spec names none.
+
+    The writer runs alone, with ``rng = default_rng([seed, stream])`` as :func:`write_standin` would draw it: the
+    sets it requires are read as they are (written first, by their own writers, only when absent), never
+    rewritten, so a stand-in written at another size is left unchanged."""
+    from bench.data.synthetic.writers import write_standin
+    from bench.registry import DATASETS, STANDIN_WRITERS, load_plugins
+    from bench.sources import missing_files
+
+    load_plugins()
+    spec = SIDE_DATA.get(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
+    if not spec.standin:
+        raise ConfigError(f"side data {spec.name} names no stand-in writer: it cannot be written for the stand-in.")
+    writer = STANDIN_WRITERS.get(spec.standin)
+    absent = [name for name in writer.requires
+              if name not in DATASETS or missing_files(name, Path(root), list(DATASETS.get(name).variants))]
+    if absent:
+        write_standin(Path(root), absent, size=size, seed=seed)
+    return writer(Path(root), size, np.random.default_rng([seed, writer.stream]))
 
 
 def side_key(name: str, key: str) -> str:

@@ -1,5 +1,6 @@
-"""Registered stand-in writers: one per data set, each with its own random stream and declared requirements;
-writing all sets, each set alone, or the sets in another order gives byte-identical files."""
+"""Registered stand-in writers: one per data set (plus the side data ``teachers``), each with its own random stream
+and declared requirements; writing all sets, each set alone, or the sets in another order gives byte-identical
+files."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from bench.registry import DATASETS, STANDIN_WRITERS, Registry, load_plugins
 
 #: the stream of every writer: changing one changes that set's files, so it is pinned here
 STREAMS = {"scanobjectnn": 0, "modelnet40": 1, "shapenet55": 2, "modelnet_fewshot": 3, "s3dis": 4, "shapenetpart": 5,
-           "shapenet15k": 6}
+           "shapenet15k": 6, "teachers": 7}
+#: writers of side data (no data set of their own), with the set they read
+SIDE_WRITERS = {"teachers": "shapenet55"}
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -27,11 +30,13 @@ def digests(root: Path) -> dict[str, str]:
 
 def test_every_data_set_registers_one_writer_with_its_own_stream() -> None:
     load_plugins()
-    assert set(STANDIN_WRITERS.names()) == set(DATASETS.names())
+    assert set(STANDIN_WRITERS.names()) == set(DATASETS.names()) | set(SIDE_WRITERS)
     assert {name: STANDIN_WRITERS.get(name).stream for name in STANDIN_WRITERS} == STREAMS
     assert STANDIN_WRITERS.get("modelnet_fewshot").requires == ("modelnet40",)
     assert STANDIN_WRITERS.origin("s3dis") == "bench.data.synthetic.rooms"
     assert STANDIN_WRITERS.origin("modelnet_fewshot") == "bench.data.synthetic.fewshot"
+    assert STANDIN_WRITERS.get("teachers").requires == ("shapenet55",)
+    assert STANDIN_WRITERS.origin("teachers") == "bench.data.teachers"
     assert [w.name for w in write_order(None)] == sorted(STREAMS, key=STREAMS.get)
     assert [w.name for w in write_order(["modelnet_fewshot", "s3dis"])] == ["modelnet40", "modelnet_fewshot", "s3dis"]
 
@@ -41,15 +46,15 @@ def test_each_set_alone_and_any_order_give_the_same_files(tiny_data_root: Path, 
     alone: dict[str, str] = {}
     for name in STREAMS:
         written = write_standin(tmp_path / name, [name], size="tiny", seed=0)
-        assert list(written)[-1] == name and set(written) <= {name, "modelnet40"}
+        assert list(written)[-1] == name and set(written) <= {name, "modelnet40", SIDE_WRITERS.get(name)}
         files = digests(tmp_path / name)
         assert {str(p.relative_to(tmp_path / name)) for paths in written.values() for p in paths} == set(files)
         assert all(full[path] == digest for path, digest in files.items()), name
         alone.update(files)
     assert alone == full
     backwards = write_standin(tmp_path / "backwards", list(reversed(STREAMS)), size="tiny", seed=0)
-    assert list(backwards) == ["shapenet15k", "shapenetpart", "s3dis", "modelnet40", "modelnet_fewshot", "shapenet55",
-                               "scanobjectnn"]  # fmt: skip
+    assert list(backwards) == ["shapenet55", "teachers", "shapenet15k", "shapenetpart", "s3dis", "modelnet40",
+                               "modelnet_fewshot", "scanobjectnn"]  # fmt: skip
     assert digests(tmp_path / "backwards") == full
     note = json.loads((tmp_path / "backwards" / "STANDIN.json").read_text())
     assert note == {"synthetic": True, "size": "tiny", "seed": 0, "datasets": sorted(STREAMS)}
