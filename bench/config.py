@@ -343,14 +343,21 @@ def pretrain_hash(cfg: DictConfig, data_kind: str) -> str:
     return config_hash({"method": method, "pretrain": pretrain_identity(plain["pretrain"]), "data_kind": data_kind})
 
 
-def stage_hash(cfg: DictConfig, upto: int, data_kinds: list[str]) -> str:
+def stage_hash(cfg: DictConfig, upto: int, data_kinds: list[str],
+               side_digests: list[dict[str, str]] | None = None) -> str:  # fmt: skip
     """Identity of stage ``upto`` of ``pretrain.stages``: the method, the shared ``pretrain`` settings and every
-    stage up to and including it (with their data kinds), so changing stage k re-runs stages k and later only."""
+    stage up to and including it (with their data kinds), so changing stage k re-runs stages k and later only.
+    ``side_digests``: per stage, the sha256 of each side-data file it reads (new teachers re-run the stages that
+    read them); stages without side data leave the hash as it was before side data existed."""
     plain = to_plain(cfg)
     method = trained_method(plain)
     shared = {k: v for k, v in plain["pretrain"].items() if k != "stages"}
     chain = plain["pretrain"]["stages"][: upto + 1]
-    return config_hash({"method": method, "pretrain": shared, "stages": chain, "data_kinds": data_kinds[: upto + 1]})
+    identity = {"method": method, "pretrain": shared, "stages": chain, "data_kinds": data_kinds[: upto + 1]}
+    digests = (side_digests or [])[: upto + 1]
+    if any(digests):
+        identity["side_data"] = digests
+    return config_hash(identity)
 
 
 def dump_yaml(cfg: DictConfig) -> str:

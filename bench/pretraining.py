@@ -23,6 +23,7 @@ provenance (:meth:`bench.data.side.SideDataSource.describe`) as ``details["side_
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -112,16 +113,17 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
     for data in {d.note: d for d in located if d.note}.values():
         note(data.note)
     kinds = [d.kind for d in located]
+    for stage, data in zip(stages, located, strict=True):
+        write_missing_side_data(stage, data, cfg.data.standin_size, note)
+    digests = [side_digests(stage, data) for stage, data in zip(stages, located, strict=True)]
     keys = [pretrain_hash(cfg, kinds[0])] if not cfg.pretrain.stages else \
-        [stage_hash(cfg, i, kinds) for i in range(len(stages))]
+        [stage_hash(cfg, i, kinds, digests) for i in range(len(stages))]
     folders = [output_dir / "pretrain" / f"{method_cls.name}-{key}" for key in keys]
     kind = SYNTHETIC if SYNTHETIC in kinds else REAL
     if (folders[-1] / CHECKPOINT_NAME).exists():
         return EncoderSource("cache", str(folders[-1] / CHECKPOINT_NAME), kind, keys[-1], _details(stages, folders))
     # every stage still to run gets its data (side data checked against every sample id) before any stage trains
     to_run = [i for i, folder in enumerate(folders) if not (folder / CHECKPOINT_NAME).exists()]
-    for i in to_run:
-        write_missing_side_data(stages[i], located[i], cfg.data.standin_size, note)
     datasets = {i: stage_dataset(stages[i], located[i], cfg.pretrain.seed) for i in to_run}
     parent = tracker.open_run(
         key=f"pretrain/{method_cls.name}/{keys[-1]}", name=f"pretrain {method_cls.name}", parent=sweep_run,
@@ -186,6 +188,16 @@ def write_missing_side_data(stage: Stage, data: DataSource, standin_size: str, n
             write_standin_side_data(spec, data.root, standin_size)
             note(f"side data {name}: {spec.file(data.root)} was absent; the stand-in writer {spec.standin} wrote it "
                  "now (synthetic stand-in).")
+
+
+def side_digests(stage: Stage, data: DataSource) -> dict[str, str]:
+    """sha256 of each side-data file the stage reads (``absent`` when missing: :func:`stage_dataset` then names
+    the file and the command that makes it)."""
+    out = {}
+    for name in stage.side_data:
+        path = SIDE_DATA.get(name).file(data.root)
+        out[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "absent"
+    return out
 
 
 def stage_dataset(stage: Stage, data: DataSource, seed: int) -> TransformedDataset:

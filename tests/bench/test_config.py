@@ -157,3 +157,14 @@ def test_sampler_settings_never_re_run_a_pre_training():
     kinds = ["synthetic", "synthetic"]
     assert [stage_hash(sampled, i, kinds) for i in (0, 1)] == [stage_hash(base, i, kinds) for i in (0, 1)]
     assert stage_hash(trained, 1, kinds) != stage_hash(base, 1, kinds)
+
+
+def test_new_side_data_re_runs_the_stages_that_read_it():
+    from bench.config import stage_hash
+
+    cfg = resolve("scanobjectnn", "mmpd", profile="demo")
+    kinds = ["synthetic", "synthetic"]
+    random_teachers, real_teachers = [{"teachers": "a" * 64}, {}], [{"teachers": "b" * 64}, {}]
+    assert stage_hash(cfg, 0, kinds, random_teachers) != stage_hash(cfg, 0, kinds, real_teachers)
+    assert stage_hash(cfg, 1, kinds, random_teachers) != stage_hash(cfg, 1, kinds, real_teachers)  # it follows
+    assert stage_hash(cfg, 0, kinds, [{}, {}]) == stage_hash(cfg, 0, kinds)  # no side data: the hash as before
