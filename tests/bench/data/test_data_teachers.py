@@ -76,7 +76,7 @@ def test_prepare_writes_every_train_and_test_id_with_provenance(shapenet_root: P
     assert info["text"]["name"] == "random_text" and info["text"]["is_test_teacher"] is True
     assert info["text"]["captions"] == "templates" and info["text"]["templates"] == list(module.CAPTION_TEMPLATES)
     assert info["image"]["name"] == "random_image" and info["image"]["dim"] == 1280
-    assert (info["image"]["views"], info["image"]["size"], info["image"]["points"]) == (2, 224, 1024)
+    assert (info["image"]["views"], info["image"]["size"], info["image"]["points"]) == (2, 112, 1024)
     assert info["uses_category_names"] is True and info["test_teachers"] is True
     assert info["dataset"] == "shapenet55" and info["ids"] == 16
     assert info["path"] == str(path) and info["bytes"] == path.stat().st_size and len(info["sha256"]) == 64
@@ -110,7 +110,7 @@ def test_text_is_one_embedding_per_category_and_image_the_projected_cloud(shapen
 
 
 def test_options_are_checked() -> None:
-    assert TeacherSettings.parse({"views": "4", "other": "x"}) == TeacherSettings("auto", 4, 224, 1024)
+    assert TeacherSettings.parse({"views": "4", "other": "x"}) == TeacherSettings("auto", 4, 112, 1024)
     with pytest.raises(ConfigError, match="teachers=clip: choose one of auto, real, random"):
         TeacherSettings.parse({"teachers": "clip"})
     with pytest.raises(ConfigError, match="points=0: must be a positive integer"):
