@@ -35,7 +35,7 @@ def batch(n: int = 4) -> dict[str, torch.Tensor]:
 def test_smoothl1_alignment_vanishes_on_the_target_and_infonce_matches_its_definition() -> None:
     method = tiny()
     target = torch.randn(3, 8)
-    assert float(method.alignment(2 * target, target, "smoothl1")) == pytest.approx(0.0, abs=1e-7)
+    assert method.alignment(2 * target, target, "smoothl1").item() == pytest.approx(0.0, abs=1e-7)
     p, t = F.normalize(torch.randn(2, 8), dim=-1), F.normalize(torch.randn(2, 8), dim=-1)
     scale = 1 / 0.07
     logits = (scale * p @ t.t()).tolist()
@@ -44,7 +44,7 @@ def test_smoothl1_alignment_vanishes_on_the_target_and_infonce_matches_its_defin
         own = math.exp(logits[row][row])
         by_hand += -math.log(own / sum(math.exp(v) for v in logits[row])) / 4
         by_hand += -math.log(own / sum(math.exp(logits[k][row]) for k in range(2))) / 4
-    assert float(method.alignment(p, t, "infonce")) == pytest.approx(by_hand, rel=1e-5)
+    assert method.alignment(p, t, "infonce").item() == pytest.approx(by_hand, rel=1e-5)
 
 
 @pytest.mark.parametrize("readout", ["cls_heads", "tokens"])
