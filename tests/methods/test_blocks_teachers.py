@@ -16,6 +16,7 @@ import methods
 from bench.errors import BenchError, CheckpointError, ConfigError
 from bench.registry import PLUGIN_PACKAGES, TEACHERS
 from methods.blocks import teachers as T
+from methods.blocks.efficientnet import EfficientNetLite0, SameConv2d
 from methods.blocks.projection import depth_images, to_teacher_input
 
 
@@ -154,15 +155,15 @@ def test_checksum_mismatch_names_file_expected_and_found(tmp_path, monkeypatch) 
 
 
 def test_same_padding_puts_the_extra_pixel_right_and_bottom() -> None:
-    conv = T.SameConv2d(1, 1, 3, stride=2)
+    conv = SameConv2d(1, 1, 3, stride=2)
     torch.nn.init.ones_(conv.weight)
     out = conv(torch.ones(1, 1, 4, 4))  # TF SAME: total padding 1 -> (0 before, 1 after)
     torch.testing.assert_close(out, torch.tensor([[[[9.0, 6.0], [6.0, 4.0]]]]))
-    assert T.SameConv2d(1, 1, 5)(torch.ones(1, 1, 7, 7)).shape[-1] == 7
+    assert SameConv2d(1, 1, 5)(torch.ones(1, 1, 7, 7)).shape[-1] == 7
 
 
 def test_lite0_module_layout_without_the_wheel() -> None:
-    net = T.EfficientNetLite0().eval()
+    net = EfficientNetLite0().eval()
     state = net.state_dict()
     assert len(state) == 296 and len(net._blocks) == 16 and not hasattr(net._blocks[0], "_expand_conv")
     assert sum(p.numel() for p in net.parameters()) == 4_652_008
