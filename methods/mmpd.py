@@ -44,7 +44,7 @@ from bench.registry import METHODS
 from extensions import ops
 from methods.blocks.encoder import EncoderConfig
 from methods.blocks.masking import num_masked, random_mask
-from methods.blocks.transformer import CrossAttention, TransformerDecoder, init_vit_weights
+from methods.blocks.transformer import CrossAttention, TransformerDecoder, decode_masked, init_vit_weights
 
 READOUTS = ("cls_heads", "tokens")
 ALIGN_LOSSES = ("smoothl1", "infonce")
@@ -231,7 +231,8 @@ class MMPD(Method):
         neighborhood, centers, mask, teacher_tokens = self.shuffled(neighborhood, centers, mask, teacher.tokens)
         visible = self.MAE_encoder.forward_tokens(neighborhood, centers, visible_mask=~mask,
                                                   pos_order=self.position_order(b, g - int(mask[0].sum())))
-        decoded = self.decode(visible.tokens, visible.centers, centers[mask].view(b, -1, 3))
+        decoded = decode_masked(self.MAE_decoder, self.decoder_pos_embed, self.mask_token, visible.tokens,
+                                visible.centers, centers[mask].view(b, -1, 3))
         recon = ops.chamfer_l2(self.increase_dim(decoded).reshape(-1, cfg.group_size, 3),
                                neighborhood[mask].reshape(-1, cfg.group_size, 3))
         local = self.distance(self.local_proj(decoded), teacher_tokens[mask].view(b, -1, decoded.shape[-1]))
@@ -239,13 +240,6 @@ class MMPD(Method):
         loss = cfg.recon_weight * recon + cfg.local_weight * local + cfg.global_weight * global_
         return {"loss": loss, "recon_loss": recon.detach(), "local_loss": local.detach(),
                 "global_loss": global_.detach()}
-
-    def decode(self, visible: Tensor, visible_centers: Tensor, masked_centers: Tensor) -> Tensor:
-        """Point-MAE's decoder: [visible; mask tokens] with the positions of both, normed outputs of the masked."""
-        b, m = masked_centers.shape[:2]
-        tokens = torch.cat([visible, self.mask_token.expand(b, m, -1)], dim=1)
-        pos = self.decoder_pos_embed(torch.cat([visible_centers, masked_centers], dim=1))
-        return self.MAE_decoder(tokens, pos, m)
 
     def distance(self, predicted: Tensor, target: Tensor) -> Tensor:
         if self.cfg.distance == "cosine":

@@ -38,7 +38,7 @@ from bench.registry import METHODS
 from extensions import ops
 from methods.blocks.encoder import EncoderConfig, PointEncoder
 from methods.blocks.masking import block_mask, num_masked, random_mask
-from methods.blocks.transformer import TransformerDecoder
+from methods.blocks.transformer import TransformerDecoder, decode_masked
 
 MASK_TYPES = ("rand", "block")
 #: config name -> extensions.ops function name (looked up per call, so the ops front door stays in charge)
@@ -122,9 +122,8 @@ class PointMAE(Method):
         b = visible.tokens.shape[0]
         masked_centers = centers[mask].view(b, -1, 3)
         m = masked_centers.shape[1]
-        tokens = torch.cat([visible.tokens, self.mask_token.expand(b, m, -1)], dim=1)
-        pos = self.decoder_pos_embed(torch.cat([visible.centers, masked_centers], dim=1))
-        decoded = self.MAE_decoder(tokens, pos, m)  # (B, M, C)
+        decoded = decode_masked(self.MAE_decoder, self.decoder_pos_embed, self.mask_token, visible.tokens,
+                                visible.centers, masked_centers)  # (B, M, C)
         conv = self.increase_dim[0]
         predicted = F.linear(decoded, conv.weight.squeeze(-1), conv.bias).reshape(b * m, -1, 3)
         target = neighborhood[mask].view(b * m, -1, 3)

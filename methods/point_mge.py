@@ -365,13 +365,7 @@ class PointMGE(Method):
         n, p, _ = crop.shape
         g = self.cfg.num_group
         v = min(g - 1, max(1, round(g * p / self.cfg.cloud_points)))
-        grouper = self.MGE_encoder.group_divider
-        saved = grouper.num_group
-        grouper.num_group = v
-        try:
-            tokens = self.MGE_encoder.tokenize(crop)
-        finally:
-            grouper.num_group = saved
+        tokens = self.MGE_encoder.tokenize(crop, num_group=v)
         position = morton_codes(tokens.centers).float() / float(2**30 - 1)  # sorted along dim 1 (Morton order)
         target = torch.searchsorted(self.slot_code_mean.contiguous(), position.contiguous()).clamp(max=g - 1)
         slots = torch.zeros(n, v, dtype=torch.long, device=crop.device)

@@ -171,9 +171,14 @@ class PointEncoder(Encoder):
             )
 
     def _block_indices(self, hidden_blocks: Sequence[int]) -> list[int]:
-        out = []
-        for i in hidden_blocks:
-            if not -self.depth <= i < self.depth:
-                raise ValueError(f"hidden_blocks index {i} is out of range for an encoder of depth {self.depth}")
-            out.append(i % self.depth)
-        return out
+        return block_indices(hidden_blocks, self.depth)
+
+
+def block_indices(hidden_blocks: Sequence[int], depth: int) -> list[int]:
+    """0-based block indices of ``hidden_blocks`` (negative counts from the end); ValueError when out of range."""
+    out = []
+    for i in hidden_blocks:
+        if not -depth <= i < depth:
+            raise ValueError(f"hidden_blocks index {i} is out of range for an encoder of depth {depth}")
+        out.append(i % depth)
+    return out

@@ -26,23 +26,25 @@ class PatchGrouper(nn.Module):
         self.num_group = num_group
         self.group_size = group_size
 
-    def check_points(self, num_points: int) -> None:
+    def check_points(self, num_points: int, num_group: int | None = None) -> None:
         """Raise a BenchError when clouds of ``num_points`` points are too small for this grouping."""
-        if num_points >= self.num_group and num_points >= self.group_size:
+        groups = num_group or self.num_group
+        if num_points >= groups and num_points >= self.group_size:
             return
         raise BenchError(
             f"clouds of {num_points} points are too small for the patch grouping: it picks num_group="
-            f"{self.num_group} centres and group_size={self.group_size} neighbours per centre, so every cloud "
-            f"needs at least {max(self.num_group, self.group_size)} points. Raise `npoints` (the points loaded "
+            f"{groups} centres and group_size={self.group_size} neighbours per centre, so every cloud "
+            f"needs at least {max(groups, self.group_size)} points. Raise `npoints` (the points loaded "
             "per cloud) or lower `num_group` / `group_size` in the config."
         )
 
-    def forward(self, xyz: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, N, 3) -> (neighborhood (B, G, K, 3) centred on its centre, centers (B, G, 3))."""
+    def forward(self, xyz: Tensor, num_group: int | None = None) -> tuple[Tensor, Tensor]:
+        """(B, N, 3) -> (neighborhood (B, G, K, 3) centred on its centre, centers (B, G, 3)); ``num_group``
+        overrides G for this call (default: the grouper's own)."""
         if xyz.dim() != 3 or xyz.shape[-1] != 3:
             raise BenchError(f"patch grouping expects point clouds of shape (B, N, 3), got {tuple(xyz.shape)}")
-        self.check_points(xyz.shape[1])
-        center_idx = ops.furthest_point_sample(xyz, self.num_group, start=0)
+        self.check_points(xyz.shape[1], num_group)
+        center_idx = ops.furthest_point_sample(xyz, num_group or self.num_group, start=0)
         centers = ops.gather_points(xyz, center_idx)
         knn_idx, _ = ops.knn(centers, xyz, self.group_size)
         neighborhood = ops.group_points(xyz, knn_idx) - centers.unsqueeze(2)

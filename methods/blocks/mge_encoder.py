@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from bench.api import Encoder, EncoderOutput
 from bench.errors import ConfigError
-from methods.blocks.encoder import EncoderConfig
+from methods.blocks.encoder import EncoderConfig, block_indices
 from methods.blocks.grouping import PatchGrouper
 from methods.blocks.patch_embed import PatchEmbed
 from methods.blocks.quant import Quantized, VectorQuantizer
@@ -142,9 +142,10 @@ class MGEEncoder(Encoder):
     def norm_hidden(self, hidden: Tensor) -> Tensor:
         return self.norm(hidden)
 
-    def tokenize(self, xyz: Tensor) -> Tokens:
-        """(B, N, 3) -> :class:`Tokens` (gradients flow into the tokenizer unless it is frozen)."""
-        neighborhood, centers = self.group_divider(xyz)
+    def tokenize(self, xyz: Tensor, num_group: int | None = None) -> Tokens:
+        """(B, N, 3) -> :class:`Tokens` (gradients flow into the tokenizer unless it is frozen); ``num_group``
+        overrides the grouping's patch count for this call (a partial crop's patches)."""
+        neighborhood, centers = self.group_divider(xyz, num_group)
         if self.freeze_tokenizer:
             with torch.no_grad():
                 return self.tokenizer(neighborhood, centers)
@@ -172,14 +173,12 @@ class MGEEncoder(Encoder):
             cls = self.cls_token.expand(b, -1, -1)
             cls = cls + cls_extra.unsqueeze(1) if cls_extra is not None else cls
             x, pos, skip = torch.cat([cls, x], 1), torch.cat([self.cls_pos.expand(b, -1, -1), pos], 1), 1
-        x, hidden = self.blocks.forward_hidden(x, pos, [i % self.depth for i in hidden_blocks])
+        x, hidden = self.blocks.forward_hidden(x, pos, block_indices(hidden_blocks, self.depth))
         x = self.norm(x)
         return x[:, skip:], (x[:, 0] if skip else None), [h[:, skip:] for h in hidden]
 
     def forward(self, xyz: Tensor, hidden_blocks: Sequence[int] = ()) -> EncoderOutput:
-        for i in hidden_blocks:
-            if not -self.depth <= i < self.depth:
-                raise ValueError(f"hidden_blocks index {i} is out of range for an encoder of depth {self.depth}")
+        block_indices(hidden_blocks, self.depth)  # a bad index fails before the tokenizer runs
         tokens = self.tokenize(xyz)
         known = torch.ones_like(tokens.ids, dtype=torch.bool)
         out, cls, hidden = self._run(tokens.ids, tokens.centers, known, None, hidden_blocks)

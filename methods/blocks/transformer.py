@@ -254,3 +254,13 @@ class TransformerDecoder(nn.Module):
         for block in self.blocks:
             x = block(x if pos is None else x + pos)
         return self.norm(x if n is None else x[:, -n:])
+
+
+def decode_masked(decoder: TransformerDecoder, pos_embed: nn.Module, mask_token: Tensor, visible: Tensor,
+                  visible_centers: Tensor, masked_centers: Tensor) -> Tensor:  # fmt: skip
+    """Point-MAE's ``MAE_decoder`` pass: [visible tokens; ``mask_token`` x M] with ``pos_embed`` of all centres
+    (visible first, then masked) added at every block; returns the normed outputs of the M masked tokens."""
+    b, m = masked_centers.shape[:2]
+    tokens = torch.cat([visible, mask_token.expand(b, m, -1)], dim=1)
+    pos = pos_embed(torch.cat([visible_centers, masked_centers], dim=1))
+    return decoder(tokens, pos, m)
