@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "score generation samples=<file.npy|folder> reference=<variant|file.npy>")
     score.add_argument("kind", choices=["generation"])
     score.add_argument("args", nargs="*", help="samples=... reference=... [normalisation=global|box] [name=...] "
-                       "[data.root=...] [output.dir=...] [emd_cost=...] (bench/scoring.py)")
+                       "[data.root=...] [output.dir=...] [emd_cost=...] (bench/score_command.py)")
     data = sub.add_parser("data", parents=[flags], help="check, synth or prepare data sets")
     data.add_argument("action", choices=["check", "synth", "prepare"])
     data.add_argument("args", nargs="*", help="data.root=..., datasets=a,b, size=tiny|demo")
@@ -161,7 +161,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """``bench score generation``: score samples made elsewhere against a reference set; one RunRecord."""
-    from bench.scoring import parse_score_options, score_generation, score_lines
+    from bench.score_command import parse_score_options, score_generation
 
     options = parse_score_options(_kv(args.args), _default_root())
     record, path = score_generation(options, note=print)
@@ -172,6 +172,22 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"record: {path}")
     print(f"leaderboard: bench report output.dir={options.output_dir}")
     return 0
+
+
+def score_lines(record) -> list[str]:
+    """One printable line per result: label, value at its display scale and unit, direction."""
+    import math
+
+    from bench.results import HONEST
+    from reports.layout import metric_label
+
+    lines = []
+    for result in record.results:
+        value = result.value(HONEST)
+        shown = "nan" if value is None or not math.isfinite(value) else f"{value * result.scale:.2f}"
+        scale = f" (x{result.scale:g})" if result.scale != 1.0 else ""
+        lines.append(f"  {metric_label(result.name):<10} {shown} {result.unit}{scale}  [{result.direction}]")
+    return lines
 
 
 def cmd_data(args: argparse.Namespace) -> int:
