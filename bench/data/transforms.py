@@ -152,6 +152,30 @@ class Resample:
         return take_points(sample, rng.choice(_num_points(sample), size=self.n, replace=True))
 
 
+#: occupancy query sets (points key, occupancy key) that :class:`RandomQueries` subsets, each with its own draw
+QUERY_KEYS = (("query", "occupancy"), ("near_query", "near_occupancy"))
+
+
+@TRANSFORMS.register("random_queries")
+class RandomQueries:
+    """``n`` occupancy queries per set (:data:`QUERY_KEYS`, :mod:`bench.data.shapenet_occ`): the points and their
+    occupancy indexed together, the volume and the near set drawn separately with the same ``n``. Without
+    replacement when the set holds at least ``n`` points, else with replacement, so every sample holds exactly
+    ``n`` and batches stack. The surface keys (``xyz``, ``normal``) are untouched."""
+
+    def __init__(self, n: int = 2048):
+        self.n = _positive_int("random_queries", n)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        out = dict(sample)
+        for points_key, occupancy_key in QUERY_KEYS:
+            if points_key in sample:
+                total = int(sample[points_key].shape[0])
+                idx = rng.choice(total, size=self.n, replace=total < self.n)
+                out[points_key], out[occupancy_key] = sample[points_key][idx], sample[occupancy_key][idx]
+        return out
+
+
 @TRANSFORMS.register("normalize_unit_sphere")
 class NormalizeUnitSphere:
     """``pc_norm``: subtract the centroid, divide by the largest point norm (deterministic; normals unchanged)."""

@@ -5,6 +5,12 @@ surface samples points uniformly by area (triangles by area then barycentric; su
 inverse-CDF or rejection on the area element), so density does not betray the parametrisation. Families
 compose primitives with per-instance random proportions (a table is a top plus legs, a lamp a base, a stem
 and a shade, ...) so classes are distinguishable but overlap in parts and sizes.
+
+Solids (the exact occupancy of :mod:`.occupancy`): every surface has ``contains(points) -> bool`` (local frame,
+closed set: points on the boundary count as inside) and ``bounds() -> (lo, hi)`` (its local bounding box), and a
+:class:`Part` maps them to the object frame. An open surface bounds the solid its closed version would: an
+``open_top`` box the full box (the convex hull of its corners), an uncapped frustum the solid frustum, a half
+ellipsoid the half solid, a partial torus the tube over its ring arc. Their samples then miss the dropped faces.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial import ConvexHull
 
 Cloud = tuple[np.ndarray, np.ndarray]  # (xyz (n, 3), normal (n, 3)), float32
 
@@ -38,6 +45,18 @@ class Mesh:
         u, v = np.where(swap, 1 - u, u), np.where(swap, 1 - v, v)
         a, b, c = self.tris[t, 0], self.tris[t, 1], self.tris[t, 2]
         return a + u[:, None] * (b - a) + v[:, None] * (c - a), self.normals[t]
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """(n, 3) -> (n,) bool: inside the convex hull of the triangle corners, boundary included (exact for the
+        convex pieces used here; an open box counts as the closed one)."""
+        if not hasattr(self, "_planes"):
+            self._planes = ConvexHull(self.tris.reshape(-1, 3)).equations  # rows (n_x, n_y, n_z, d): n.p + d <= 0
+        pts = np.asarray(points, dtype=np.float64)
+        return (pts @ self._planes[:, :3].T + self._planes[:, 3] <= 1e-12).all(axis=1)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        corners = self.tris.reshape(-1, 3)
+        return corners.min(0), corners.max(0)
 
 
 def box_mesh(sx: float, sy: float, sz: float, open_top: bool = False) -> Mesh:
@@ -70,6 +89,17 @@ class Frustum:
         clouds = [(side, side_n), _disk(k_bot, r0, -h / 2, -1.0, rng), _disk(k_top, r1, h / 2, 1.0, rng)]
         return np.concatenate([c[0] for c in clouds]), np.concatenate([c[1] for c in clouds])
 
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """(n, 3) -> (n,) bool: |y| <= h/2 and radius about Y <= the linear radius at y (caps or not)."""
+        pts = np.asarray(points, dtype=np.float64)
+        t = pts[:, 1] / self.h + 0.5
+        radius = self.r0 + (self.r1 - self.r0) * t
+        return (np.abs(pts[:, 1]) <= self.h / 2) & (np.hypot(pts[:, 0], pts[:, 2]) <= radius)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        r = max(self.r0, self.r1)
+        return np.array([-r, -self.h / 2, -r]), np.array([r, self.h / 2, r])
+
 
 def _disk(n: int, r: float, y: float, ny: float, rng: np.random.Generator) -> Cloud:
     rad, phi = r * np.sqrt(rng.random(n)), rng.uniform(0, 2 * math.pi, n)
@@ -101,6 +131,18 @@ class Ellipsoid:
         normal = u * inv
         return u * self.axes, normal / np.linalg.norm(normal, axis=1, keepdims=True)
 
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """(n, 3) -> (n,) bool: sum (p / axes)^2 <= 1, and half * y >= 0 for a half ellipsoid."""
+        pts = np.asarray(points, dtype=np.float64)
+        inside = ((pts / self.axes) ** 2).sum(axis=1) <= 1
+        return inside & (self.half * pts[:, 1] >= 0) if self.half else inside
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = -self.axes.copy(), self.axes.copy()
+        if self.half:
+            (lo if self.half > 0 else hi)[1] = 0.0
+        return lo, hi
+
 
 class Torus:
     """Torus about Y with ring radius R and tube radius r, ring angle limited to [start, start + arc)."""
@@ -120,6 +162,21 @@ class Torus:
         ring = np.stack([self.big * np.cos(phi), np.zeros(n), self.big * np.sin(phi)], 1)
         return ring + self.small * normal, normal
 
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """(n, 3) -> (n,) bool: within ``small`` of the ring circle, at a ring angle atan2(z, x) in the arc."""
+        pts = np.asarray(points, dtype=np.float64)
+        radial = np.hypot(pts[:, 0], pts[:, 2])
+        inside = (radial - self.big) ** 2 + pts[:, 1] ** 2 <= self.small**2
+        if self.arc >= 2 * math.pi:
+            return inside
+        angle = np.mod(np.arctan2(pts[:, 2], pts[:, 0]) - self.start, 2 * math.pi)
+        return inside & (angle <= self.arc)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The full torus's box (a partial torus gets this box too: a bound, not tight)."""
+        r = self.big + self.small
+        return np.array([-r, -self.small, -r]), np.array([r, self.small, r])
+
 
 Surface = Mesh | Frustum | Ellipsoid | Torus
 #: rotations (row-vector convention) taking the local Y axis of a surface of revolution to x / y / z
@@ -137,6 +194,18 @@ class Part:
     surface: Surface
     at: tuple[float, float, float] = (0.0, 0.0, 0.0)
     rot: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """(n, 3) object-frame points -> (n,) bool, inside the surface's solid: local = (p - at) @ rot^T."""
+        local = (np.asarray(points, dtype=np.float64) - np.asarray(self.at)) @ np.asarray(self.rot).T
+        return self.surface.contains(local)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Object-frame bounding box of the local box's 8 corners mapped (exact for the axis rotations used)."""
+        lo, hi = self.surface.bounds()
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        placed = corners @ np.asarray(self.rot) + np.asarray(self.at)
+        return placed.min(0), placed.max(0)
 
 
 def box(sx: float, sy: float, sz: float, at: tuple[float, float, float], open_top: bool = False) -> Part:

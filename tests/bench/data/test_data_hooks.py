@@ -49,7 +49,7 @@ def test_registered_sets_declare_their_hooks() -> None:
     hooks = {name: (DATASETS.get(name).seed_option, bool(DATASETS.get(name).category_parts)) for name in DATASETS}
     assert hooks == {"modelnet40": (None, False), "modelnet_fewshot": ("fold", False), "s3dis": (None, False),
                      "scanobjectnn": (None, False), "shapenet55": (None, False), "shapenetpart": (None, True),
-                     "shapenet15k": (None, False)}
+                     "shapenet15k": (None, False), "shapenet_occ": (None, False)}
     assert ModelNetFewshot.seed_option == "fold" and ShapeNetPart.category_parts == CATEGORY_PARTS
     for hook in ("seed_option", "category_parts", "class_weights", "rooms", "sample_id"):
         assert hook in vars(PointCloudDataset), f"{hook} is not declared on the base class"

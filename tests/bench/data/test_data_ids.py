@@ -27,6 +27,7 @@ ID_PATTERNS = {
     "scanobjectnn": r"(training|test)_objectdataset(_augmentedrot_scale75)?/\d+",
     "shapenet55": r"\d{8}-[0-9a-f]{32}",
     "shapenet15k": r"\d{8}/[0-9a-f]{32}",
+    "shapenet_occ": r"\d{8}/[0-9a-f]{32}",
     "shapenetpart": r"\d{8}/[0-9a-f]{32}",
 }
 

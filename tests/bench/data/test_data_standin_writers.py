@@ -17,7 +17,7 @@ from bench.registry import DATASETS, STANDIN_WRITERS, Registry, load_plugins
 
 #: the stream of every writer: changing one changes that set's files, so it is pinned here
 STREAMS = {"scanobjectnn": 0, "modelnet40": 1, "shapenet55": 2, "modelnet_fewshot": 3, "s3dis": 4, "shapenetpart": 5,
-           "shapenet15k": 6, "teachers": 7}
+           "shapenet15k": 6, "teachers": 7, "shapenet_occ": 8}
 #: writers of side data (no data set of their own), with the set they read
 SIDE_WRITERS = {"teachers": "shapenet55"}
 
@@ -53,8 +53,8 @@ def test_each_set_alone_and_any_order_give_the_same_files(tiny_data_root: Path, 
         alone.update(files)
     assert alone == full
     backwards = write_standin(tmp_path / "backwards", list(reversed(STREAMS)), size="tiny", seed=0)
-    assert list(backwards) == ["shapenet55", "teachers", "shapenet15k", "shapenetpart", "s3dis", "modelnet40",
-                               "modelnet_fewshot", "scanobjectnn"]  # fmt: skip
+    assert list(backwards) == ["shapenet_occ", "shapenet55", "teachers", "shapenet15k", "shapenetpart", "s3dis",
+                               "modelnet40", "modelnet_fewshot", "scanobjectnn"]  # fmt: skip
     assert digests(tmp_path / "backwards") == full
     note = json.loads((tmp_path / "backwards" / "STANDIN.json").read_text())
     assert note == {"synthetic": True, "size": "tiny", "seed": 0, "datasets": sorted(STREAMS)}
