@@ -62,7 +62,8 @@ class MBConvLite(nn.Module):
 
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 with lukemelas ``efficientnet_pytorch`` parameter names (so the wheel loads strictly).
-    ``features`` -> (n, 1280) globally average-pooled head activations; ``forward`` -> 1000 ImageNet logits."""
+    ``feature_map`` -> (n, 1280, h, w) head activations (7 x 7 at 224 px); ``features`` -> (n, 1280) their global
+    average pool; ``forward`` -> 1000 ImageNet logits."""
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
@@ -78,11 +79,14 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
         self._fc = nn.Linear(1280, num_classes)
 
-    def features(self, x: Tensor) -> Tensor:
+    def feature_map(self, x: Tensor) -> Tensor:
         x = F.relu6(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x))).mean(dim=(-2, -1))
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.feature_map(x).mean(dim=(-2, -1))
 
     def forward(self, x: Tensor) -> Tensor:
         return self._fc(self.features(x))

