@@ -10,6 +10,9 @@ harness never looks inside it; it only calls what is declared here:
 - ``build_backbone(cfg, ...)`` for the :class:`Encoder` that downstream protocols fine-tune, probe or freeze;
 - ``checkpoint_prefix``: where that encoder lives in the method's (and the authors' official) state dict; a
   pre-training checkpoint holds the whole method;
+- ``generate_fields(n, condition, generator)`` for methods that generate implicit shapes (capability
+  ``shape_fields``): a :class:`ShapeFields` to query occupancy logits (or an unsigned distance) anywhere, which the
+  conditional-generation protocol scores with IoU, marching cubes, Chamfer and F-score;
 - ``generate(n, points, condition, generator)`` for generative methods (``generation_stage`` names the stage
   whose pretext trains the generator: the generation protocol continues it on a suite's own training split), and
   ``sampler_settings()``, which every generation record stores.
@@ -41,12 +44,14 @@ from bench.schema import StageConfig, SuiteConfig
 REPRESENTATION = "representation"
 GENERATION = "generation"
 CONDITIONAL_GENERATION = "conditional_generation"
-CAPABILITIES = frozenset({REPRESENTATION, GENERATION, CONDITIONAL_GENERATION})
+SHAPE_FIELDS = "shape_fields"  # generate_fields: implicit shapes (occupancy logits or unsigned distances)
+CAPABILITIES = frozenset({REPRESENTATION, GENERATION, CONDITIONAL_GENERATION, SHAPE_FIELDS})
+FIELD_KINDS = ("occupancy", "udf")
 
 CONDITION_KINDS = ("class", "partial", "image", "text")
 
-__all__ = ["CAPABILITIES", "CONDITIONAL_GENERATION", "CONDITION_KINDS", "GENERATION", "REPRESENTATION", "Condition",
-           "Encoder", "EncoderOutput",
+__all__ = ["CAPABILITIES", "CONDITIONAL_GENERATION", "CONDITION_KINDS", "FIELD_KINDS", "GENERATION", "REPRESENTATION",
+           "SHAPE_FIELDS", "Condition", "Encoder", "EncoderOutput", "ShapeFields",
            "JobContext", "JobResult", "Method", "MethodConfig", "Protocol", "Requirements", "incompatibility"]
 
 
@@ -124,6 +129,25 @@ class Condition:
     def __len__(self) -> int:
         value = {"class": self.labels, "partial": self.points, "image": self.images, "text": self.texts}[self.kind]
         return len(value)
+
+
+@dataclass(frozen=True)
+class ShapeFields:
+    """``n`` generated implicit shapes in the method's frame.
+
+    ``query(points)``: (n, Q, 3) -> (n, Q) float, evaluated without gradients; the caller chunks Q (bounded memory).
+    ``kind`` ``occupancy``: logits, inside iff >= ``level`` (0: p = 0.5, 3DShape2VecSet); ``udf``: an unsigned
+    distance, whose surface is the level set at ``level`` > 0 (no inside: occupancy metrics do not apply).
+    """
+
+    kind: str
+    query: Any
+    n: int
+    level: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FIELD_KINDS:
+            raise BenchError(f"ShapeFields.kind must be one of {', '.join(FIELD_KINDS)}, got {self.kind!r}")
 
 
 @dataclass
@@ -212,6 +236,12 @@ class Method(nn.Module):
         """Sample ``n`` clouds of ``points`` points, (n, points, 3), in the frame the method was trained in; all
         randomness from ``generator``. ``condition``: one of :attr:`condition_kinds` (None: unconditional)."""
         raise BenchError(f'method "{self.name}" cannot generate: it lacks the generation capability.')
+
+    def generate_fields(self, n: int, condition: Condition | None = None,
+                        generator: torch.Generator | None = None) -> ShapeFields:
+        """Sample ``n`` implicit shapes (capability ``shape_fields``); randomness from ``generator`` as in
+        :meth:`generate`."""
+        raise BenchError(f'method "{self.name}" cannot generate implicit shapes: it lacks the shape_fields capability.')
 
     def sampler_settings(self) -> dict[str, Any]:
         """Every setting ``generate`` samples with (steps, schedule, temperature, top-k / top-p, guidance), stored
@@ -306,6 +336,12 @@ class Protocol(abc.ABC):
     @classmethod
     def check(cls, suite: Any) -> None:
         """Validate the resolved ``suite`` section before any work starts (ConfigError naming the key)."""
+        return None
+
+    @classmethod
+    def method_incompatibility(cls, suite: Any, method_cls: type[Method]) -> str | None:
+        """Why ``method_cls`` cannot run this suite beyond its capabilities (a suite setting that names keys of
+        one method's config, as the scaling study's sizes), or None; the planner asks before any work."""
         return None
 
     @abc.abstractmethod

@@ -8,10 +8,24 @@ Layering (later wins), resolved once by :func:`bench.config.resolve` and frozen:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bench.errors import ConfigError
+
+
+def coerce_section(cls: type, value: Any, key: str = "") -> Any:
+    """A nested config section as its dataclass: a mapping becomes ``cls(**value)``, an unknown key a ConfigError
+    naming ``key`` and the known ones; anything else (already a ``cls``) is returned as it is."""
+    if isinstance(value, Mapping):
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            where = f"method.{key}" if key else cls.__name__
+            raise ConfigError(f"unknown {where} key(s) {unknown}; known: {known}")
+        return cls(**value)
+    return value
 
 
 @dataclass

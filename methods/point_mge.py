@@ -32,8 +32,7 @@ embedding) and ``partial`` (the crop's own patches are the visible slots; see :m
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 from bench.api import CONDITIONAL_GENERATION, GENERATION, REPRESENTATION, Condition, Method, MethodConfig
 from bench.errors import ConfigError
 from bench.registry import METHODS
+from bench.schema import coerce_section
 from extensions import ops
 from methods.blocks.encoder import EncoderConfig
 from methods.blocks.field import KernelFieldHead, extract_surface, sample_queries, udf_target
@@ -66,15 +66,6 @@ class SurfaceConfig:
     resolution: int = 32
     project_steps: int = 2
     keep: float = 0.5
-
-
-def _coerce(cls, value):
-    if isinstance(value, Mapping):
-        unknown = sorted(set(value) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}; known: {[f.name for f in fields(cls)]}")
-        return cls(**value)
-    return value
 
 
 @dataclass
@@ -106,7 +97,7 @@ class PointMGEConfig(MethodConfig):
         self.encoder = EncoderConfig.coerce(self.encoder)
         for name, cls in (("tokenizer", TokenizerConfig), ("mask", MaskSchedule), ("sampler", SamplerConfig),
                           ("surface", SurfaceConfig)):  # fmt: skip
-            setattr(self, name, _coerce(cls, getattr(self, name)))
+            setattr(self, name, coerce_section(cls, getattr(self, name), name))
 
     def validate(self) -> None:
         self.encoder.validate()
