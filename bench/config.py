@@ -287,8 +287,10 @@ def known_variants(cfg: DictConfig) -> list[str]:
 
 
 def dataset_variant(cfg: DictConfig, variant: str) -> str:
-    """The data set's own variant behind a suite variant ("default" for protocol-only variants such as 1k)."""
-    return variant if variant in DATASETS.get(cfg.suite.dataset).variants else "default"
+    """The data set's own variant behind a suite variant: the variant itself, or, for protocol-only variants (1k,
+    a conditional task), the data set's first variant (its default: "default", or shapenet_occ's "all")."""
+    own = DATASETS.get(cfg.suite.dataset).variants
+    return variant if variant in own else own[0]
 
 
 def variant_config(cfg: DictConfig, variant: str) -> DictConfig:

@@ -110,8 +110,10 @@ def metric_names(suite: Any) -> list[str]:
     return list(dict.fromkeys([str(suite.metric), *[str(m) for m in suite.report.metrics]]))
 
 
-def metric_results(names: list[str], runs: list[dict[str, float]]) -> list[MetricResult]:
-    """One result per name over the sampling ``runs`` (mean honest, first run paper, std info)."""
+def metric_results(names: list[str], runs: list[dict[str, float]],
+                   paper_note: str = "one sampling run, as PointFlow/LION report") -> list[MetricResult]:
+    """One result per name over the sampling ``runs`` (mean honest, first run paper, std info); ``paper_note``
+    says whose convention the single run follows."""
     n = len(runs)
     plural = "" if n == 1 else "s"
     results = []
@@ -120,7 +122,7 @@ def metric_results(names: list[str], runs: list[dict[str, float]]) -> list[Metri
         spread = statistics.stdev(values) if n > 1 else 0.0
         stats = {
             "mean": Statistic(statistics.fmean(values), f"mean over {n} sampling seed{plural}", HONEST),
-            "single": Statistic(values[0], "one sampling run, as PointFlow/LION report", PAPER),
+            "single": Statistic(values[0], paper_note, PAPER),
             "std": Statistic(spread, f"sample std over {n} sampling seed{plural} (ddof=1; 0 for one)", INFO),
         }
         results.append(MetricResult.of(METRICS.get(name).spec(), stats, name=name))
