@@ -53,8 +53,10 @@ def select_methods(suite: str, request: CliRequest) -> list[str]:
     names = request.methods or METHODS.names()
     probe = resolve(suite, names[0], profile=request.profile or "paper", recipe=request.recipe,
                     overrides=request.overrides)
-    needs = PROTOCOLS.get(probe.suite.protocol).requirements(probe.suite)
-    reasons = {m: incompatibility(METHODS.get(m), needs, suite) for m in names}
+    protocol = PROTOCOLS.get(probe.suite.protocol)
+    needs = protocol.requirements(probe.suite)
+    reasons = {m: incompatibility(METHODS.get(m), needs, suite) or
+               protocol.method_incompatibility(probe.suite, METHODS.get(m)) for m in names}
     if request.methods is not None:
         refused = [why for why in reasons.values() if why]
         if refused:

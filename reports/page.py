@@ -3,11 +3,11 @@
 Self-contained: inline CSS, figures as inline ``<svg>`` (:mod:`reports.plots`), no script, no external asset and
 no link out (only ``#`` anchors), so the file opens offline in a browser without a server. Per leaderboard table
 (suite x data kind x profile): the table (:mod:`reports.tables`), the per-seed distribution, few-shot fold-mean
-bars where the suite reports fold means, learning curves from the records' ``epochs`` rows, and for generation
+bars where the suite reports fold means, learning curves from the records' ``epochs`` rows, for generation
 suites a grid of generated clouds beside references (the records' ``samples_file``; skipped when the files are
-gone). Then tuned vs default (tuning summaries, :mod:`reports.sources`), the provenance of every row (each
-seed's job, commit, command and the exact resolved config) and the caveats on published numbers. Every text is
-HTML-escaped.
+gone), and for records with ``details["scaling"]`` the log-log scaling law (:mod:`reports.scaling`). Then tuned
+vs default (tuning summaries, :mod:`reports.sources`), the provenance of every row (each seed's job, commit,
+command and the exact resolved config) and the caveats on published numbers. Every text is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from bench.records import RunRecord
 from bench.tracking import flatten
 from reports import plots
 from reports.leaderboard import KEY, row_records
+from reports.scaling import scaling_plot
 from reports.sources import TuningSummary
 from reports.tables import Table, build_tables, caveats
 
@@ -80,13 +81,18 @@ CAPTIONS = {
     "samples": ("Generated samples", "Per category: reference clouds (grey), then the first clouds of each method's "
                 "first sampling run (its first seed), in the frame the metrics compare them in (raw units, or "
                 "box-normalised), from each record's samples file; a fixed oblique view, at most 256 points each."),
+    "scaling": ("Scaling law", "Test loss against the parameters the generation stage trains, log-log: one point per "
+                "size (mean over seeds; error bar: sample std with more than one seed) and the least-squares power "
+                "law L = a·N^b fitted to log L against log N (dashed; exponent b and R² of the log fit in the "
+                "legend)."),
 }
 
 
-def _figure(svg: str | None, kind: str) -> list[str]:
+def _figure(svg: str | None, kind: str, detail: str = "") -> list[str]:
     if svg is None:
         return []
     title, caption = CAPTIONS[kind]
+    caption = f"{caption} {detail}" if detail else caption
     return [f"<h3>{esc(title)}</h3>", f'<figure class="plot" data-plot="{kind}">', svg,
             f"<figcaption>{esc(caption)}</figcaption>", "</figure>"]
 
@@ -107,6 +113,8 @@ def html_table(table: Table, anchor: str, records: list[RunRecord] | None) -> li
         parts += _figure(plots.fold_bars(table), "folds")
         parts += _figure(plots.learning_curves(table, records), "curves")
         parts += _figure(plots.generated_samples(table, records), "samples")
+        if (law := scaling_plot(table, records)) is not None:
+            parts += _figure(law.svg, "scaling", law.caption)
     return [*parts, "</section>"]
 
 

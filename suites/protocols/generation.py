@@ -30,13 +30,12 @@ Per job (one method x variant x seed):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from bench.api import GENERATION, JobContext, Method, Protocol, Requirements
 from bench.config import dataset_variant
@@ -45,7 +44,7 @@ from bench.data.shapenet15k import NORMALISATIONS, normalize_box
 from bench.data.transforms import build_transform
 from bench.errors import ConfigError, DataError
 from bench.io import atomic_write
-from bench.pretraining import IMPLICIT, Stage, set_trainable, stages_of
+from bench.pretraining import IMPLICIT, Stage, stages_of
 from bench.registry import DATASETS, PROTOCOLS
 from bench.results import JobResult
 from bench.schema import ReportConfig, SuiteConfig
@@ -59,8 +58,8 @@ from bench.scoring import (
     reference_clouds,
     score_sets,
 )
-from bench.trainer import Trainer, resolve_device
-from suites.protocols.toolkit import eval_mode
+from bench.trainer import resolve_device
+from suites.protocols.toolkit import enter_stage, eval_mode, fit_stage
 
 SEED_STRIDE = 1000  # generator seed = SEED_STRIDE * job seed + sampling seed
 REPORTED = ("nna_cd", "nna_emd", "cov_cd", "cov_emd", "mmd_cd", "mmd_emd")  # the default table: LION's columns
@@ -161,15 +160,10 @@ def finetune(ctx: JobContext, method: Method, clouds: FramedClouds) -> list[dict
     if epochs <= 0:
         return []
     stage = generation_stage(cfg, ctx.method_cls)
-    set_trainable(method, stage.train, stage.freeze)
-    method.on_stage_start(stage.config)
+    enter_stage(method, stage)
     dataset = TransformedDataset(clouds, build_transform([{"random_subset": {"n": int(cfg.pretrain.npoints)}}]),
                                  seed=ctx.seed)
-    trainer_cfg = replace(OmegaConf.to_object(cfg.trainer), epochs=epochs)
-    desc = f"{cfg.suite.name}/{ctx.variant} {ctx.method_cls.name} seed {ctx.seed} ({stage.name})"
-    trainer = Trainer(trainer_cfg, seed=ctx.seed, workdir=Path(ctx.workdir), progress=ctx.progress, desc=desc)
-    result = trainer.fit(method, dataset, lambda model, batch: model(batch), on_epoch_end=ctx.on_epoch_end)
-    return result.history
+    return fit_stage(ctx, method, dataset, epochs, stage.name).history
 
 
 def draw(method: Method, n: int, points: int, seed: int) -> np.ndarray:

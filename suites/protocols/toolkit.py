@@ -10,12 +10,16 @@ Conventions:
   (``trainer.eval_batch_size``; 0 means twice ``batch_size``, as the references validate with 2 x total_bs).
 - :func:`curve_statistics`: ``last`` (honest: the last epoch), ``best`` (paper: the best epoch on the test split
   in the metric's direction) and ``best_epoch`` of one per-epoch curve.
+- :func:`enter_stage` / :func:`fit_stage`: a method's pre-training stage trained again by a protocol (generation,
+  scaling): the stage's ``train`` / ``freeze`` and ``on_stage_start``, then the one Trainer with the job's
+  ``trainer`` section for a given number of epochs (job seed, job work folder: it resumes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +29,17 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from bench.api import Encoder, JobContext
+from bench.api import Encoder, JobContext, Method
 from bench.checkpoints import load_encoder_checkpoint
 from bench.config import dataset_variant
 from bench.data.base import TransformedDataset, build_dataset
 from bench.data.transforms import build_transform
 from bench.errors import ConfigError
 from bench.metrics.base import Direction
+from bench.pretraining import Stage, set_trainable
 from bench.registry import DATASETS, METRICS
 from bench.results import HONEST, INFO, PAPER, MetricResult, Statistic
-from bench.trainer import Trainer
+from bench.trainer import Trainer, TrainResult
 
 
 class CachedSamples(Dataset):
@@ -184,6 +189,22 @@ def make_trainer(ctx: JobContext) -> Trainer:
     """The job's Trainer: ``trainer`` section, job seed, the job's work folder (resume), its progress line."""
     desc = f"{ctx.cfg.suite.name}/{ctx.variant} {ctx.method_cls.name} seed {ctx.seed}"
     return Trainer(ctx.cfg.trainer, seed=ctx.seed, workdir=Path(ctx.workdir), progress=ctx.progress, desc=desc)
+
+
+def enter_stage(method: Method, stage: Stage) -> None:
+    """Make ``stage`` the method's current one: its ``train`` / ``freeze`` prefixes applied, then ``on_stage_start``."""
+    set_trainable(method, stage.train, stage.freeze)
+    method.on_stage_start(stage.config)
+
+
+def fit_stage(ctx: JobContext, method: Method, dataset: Dataset, epochs: int, stage: str) -> TrainResult:
+    """Train ``method``'s pretext (``method(batch)``, its current stage) on ``dataset`` for ``epochs`` epochs with
+    the job's ``trainer`` section, seed and work folder (it resumes from ``last.pt``); ``stage`` names the progress
+    line. Call :func:`enter_stage` first."""
+    trainer_cfg = replace(OmegaConf.to_object(ctx.cfg.trainer), epochs=epochs)
+    desc = f"{ctx.cfg.suite.name}/{ctx.variant} {ctx.method_cls.name} seed {ctx.seed} ({stage})"
+    trainer = Trainer(trainer_cfg, seed=ctx.seed, workdir=Path(ctx.workdir), progress=ctx.progress, desc=desc)
+    return trainer.fit(method, dataset, lambda model, batch: model(batch), on_epoch_end=ctx.on_epoch_end)
 
 
 def eval_batch_size(trainer_cfg: Any) -> int:

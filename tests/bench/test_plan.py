@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bench.api import REPRESENTATION
 from bench.config import parse_cli
+from bench.errors import ConfigError
 from bench.plan import job_spec, plan_suite, select_methods
 from bench.pretraining import EncoderSource
 from bench.progress import NullProgress
@@ -14,7 +18,15 @@ def request(tiny_data_root, *tokens):
 
 
 def test_method_all_is_every_method_the_protocol_accepts(tiny_data_root):
-    assert select_methods("scanobjectnn", request(tiny_data_root, "suite=scanobjectnn")) == METHODS.names()
+    representation = [m for m in METHODS.names() if REPRESENTATION in METHODS.get(m).capabilities]
+    assert select_methods("scanobjectnn", request(tiny_data_root, "suite=scanobjectnn")) == representation
+    assert "g3pt" not in representation  # generation only
+
+
+def test_method_all_leaves_out_methods_a_suite_setting_rules_out(tiny_data_root):
+    assert select_methods("scaling", request(tiny_data_root, "suite=scaling")) == ["g3pt"]  # sizes set car.*
+    with pytest.raises(ConfigError, match="point_mge cannot run suite=scaling: its suite.sizes set car"):
+        select_methods("scaling", request(tiny_data_root, "suite=scaling", "method=point_mge"))
 
 
 def test_each_variant_is_located_with_its_own_data_set(tiny_data_root):
