@@ -18,6 +18,8 @@ Per job (one method x variant x seed):
   ``pretrain.npoints`` points per epoch (the density the method was pre-trained at). 0: sample the pre-trained
   method as it is;
 - references: :func:`bench.scoring.reference_clouds` (``reference_split``, ``reference_size``, ``npoints`` points);
+- condition (``condition``): ``none`` (unconditional), or ``class``: sample k is conditioned on the ShapeNet-55
+  class of reference k (the methods that accept a class condition; one category per variant);
 - sampling: per sampling seed s, ``generate(n_ref, npoints, generator=torch.Generator().manual_seed(1000 * job
   seed + s))`` in eval mode without gradients (a CPU generator: a method on another device draws on the CPU and
   moves the noise), mapped to the metric frame; non-finite samples are a DataError naming the method;
@@ -37,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.api import GENERATION, JobContext, Method, Protocol, Requirements
+from bench.api import CONDITIONAL_GENERATION, GENERATION, Condition, JobContext, Method, Protocol, Requirements
 from bench.config import dataset_variant
 from bench.data.base import TransformedDataset, build_dataset
 from bench.data.shapenet15k import NORMALISATIONS, normalize_box
@@ -56,12 +58,14 @@ from bench.scoring import (
     metric_names,
     metric_results,
     reference_clouds,
+    reference_order,
     score_sets,
 )
 from bench.trainer import resolve_device
 from suites.protocols.toolkit import enter_stage, eval_mode, fit_stage
 
 SEED_STRIDE = 1000  # generator seed = SEED_STRIDE * job seed + sampling seed
+CONDITIONS = ("none", "class")
 REPORTED = ("nna_cd", "nna_emd", "cov_cd", "cov_emd", "mmd_cd", "mmd_emd")  # the default table: LION's columns
 
 
@@ -81,6 +85,7 @@ class GenerationSuite(SuiteConfig):
     chunk_mb: int = 256  # memory bound of one block of pairwise distances
     finetune_epochs: int = 0  # epochs of the generation stage on the variant's train split; 0: sample as is
     figure_samples: int = 4  # generated clouds (and as many references) saved for the report's figure
+    condition: str = "none"  # none | class: each sample conditioned on the class of the reference it stands for
     report: ReportConfig = field(default_factory=lambda: ReportConfig(columns="metrics", metrics=list(REPORTED)))
 
 
@@ -166,10 +171,10 @@ def finetune(ctx: JobContext, method: Method, clouds: FramedClouds) -> list[dict
     return fit_stage(ctx, method, dataset, epochs, stage.name).history
 
 
-def draw(method: Method, n: int, points: int, seed: int) -> np.ndarray:
+def draw(method: Method, n: int, points: int, seed: int, condition: Condition | None = None) -> np.ndarray:
     """``n`` clouds from ``method.generate`` with a CPU generator seeded ``seed``, in eval mode, as float32 numpy."""
     with eval_mode(method):
-        out = method.generate(n, points, generator=torch.Generator().manual_seed(seed))
+        out = method.generate(n, points, condition, generator=torch.Generator().manual_seed(seed))
     clouds = out.detach().float().cpu().numpy()
     if clouds.shape != (n, points, 3):
         raise DataError(f"{method.name}.generate({n}, {points}) returned shape {clouds.shape}, not ({n}, {points}, 3).")
@@ -178,6 +183,12 @@ def draw(method: Method, n: int, points: int, seed: int) -> np.ndarray:
         raise DataError(f"method {method.name} generated NaN or inf points in {int(bad.sum())} of {n} clouds "
                         f"(generator seed {seed}): the generator diverged or its sampler settings are invalid.")
     return clouds
+
+
+def reference_condition(reference: Any, size: int) -> Condition:
+    """Class labels of the reference clouds, in their order (the sample set gets the reference set's class mix)."""
+    labels = [int(reference.load(int(i))["label"]) for i in reference_order(len(reference), size)]
+    return Condition("class", labels=torch.tensor(labels))
 
 
 def save_figure_clouds(path: Path, samples: np.ndarray, refs: np.ndarray, k: int) -> str | None:
@@ -195,8 +206,16 @@ class Generation(Protocol):
     suite_class = GenerationSuite
 
     @classmethod
+    def requirements(cls, suite: Any) -> Requirements:
+        if str(suite.condition) == "class":
+            return Requirements(frozenset({GENERATION, CONDITIONAL_GENERATION}), frozenset({"class"}))
+        return cls.requires
+
+    @classmethod
     def check(cls, suite) -> None:
         where = f"suite {suite.name}"
+        if str(suite.condition) not in CONDITIONS:
+            raise ConfigError(f"{where}: suite.condition={suite.condition!r}; choose one of {', '.join(CONDITIONS)}.")
         if suite.normalisation not in NORMALISATIONS:
             raise ConfigError(f"{where}: suite.normalisation={suite.normalisation!r}; choose one of "
                               f"{', '.join(NORMALISATIONS)}.")
@@ -229,19 +248,21 @@ class Generation(Protocol):
         method = ctx.pretrained_method()
         epochs = finetune(ctx, method, FramedClouds(train, frame))
         method.to(resolve_device(ctx.cfg.trainer.device))
-        refs, _ = reference_clouds(build_dataset(suite.dataset, root, suite.reference_split, variant),
-                                   int(suite.npoints), int(suite.reference_size), suite.normalisation)
+        reference = build_dataset(suite.dataset, root, suite.reference_split, variant)
+        refs, _ = reference_clouds(reference, int(suite.npoints), int(suite.reference_size), suite.normalisation)
+        condition = reference_condition(reference, int(suite.reference_size)) if suite.condition == "class" else None
         options = distance_options(suite, str(resolve_device(ctx.cfg.trainer.device)))
         runs, first = [], None
         for s in suite.sampling_seeds:
             seed = SEED_STRIDE * ctx.seed + int(s)
-            samples = frame.to_metric(draw(method, len(refs), int(suite.npoints), seed))
+            samples = frame.to_metric(draw(method, len(refs), int(suite.npoints), seed, condition))
             runs.append({**score_sets(samples, refs, options), "sampling_seed": int(s), "generator_seed": seed})
             first = samples if first is None else first
         emd = audit(first, refs, int(suite.emd_audit), str(suite.emd_cost))
         details = generation_details(suite, options, runs, len(refs), ctx.variant, emd)
         details.update(
             sampler=method.sampler_settings(), frame=frame.as_dict(), finetune_epochs=int(suite.finetune_epochs),
+            condition=str(suite.condition),
             reference={"split": str(suite.reference_split), "size": len(refs), "points": int(suite.npoints)},
             samples_file=save_figure_clouds(Path(ctx.workdir) / "samples.npz", first, refs,
                                             int(suite.figure_samples)),

@@ -21,12 +21,12 @@ from suites.protocols.conditional import (
     shape_condition,
 )
 
-TINY = ["profile=demo", "data.standin_size=tiny", "executor.workers=1", "tracking.enabled=false",
-        "suite.resolution=17", "suite.surface_samples=512", "pretrain.npoints=256",
-        "method.num_latents=16", "method.cvq.scales=[1,4,16]", "method.width=32", "method.car.width=32",
-        "method.car.depth=1", "method.car.heads=2", "method.encoder_depth=1", "method.decoder_depth=1",
-        "pretrain.stages.0.trainer.epochs=1", "pretrain.stages.1.trainer.epochs=1",
-        "pretrain.stages.2.trainer.epochs=1"]
+TINY_G3PT = ["profile=demo", "data.standin_size=tiny", "executor.workers=1", "tracking.enabled=false",
+             "pretrain.npoints=256", "method.num_latents=16", "method.cvq.scales=[1,4,16]", "method.width=32",
+             "method.car.width=32", "method.car.depth=1", "method.car.heads=2", "method.encoder_depth=1",
+             "method.decoder_depth=1", "pretrain.stages.0.trainer.epochs=1", "pretrain.stages.1.trainer.epochs=1",
+             "pretrain.stages.2.trainer.epochs=1"]
+TINY = [*TINY_G3PT, "suite.resolution=17", "suite.surface_samples=512"]
 
 
 def sphere_fields(n: int, radius: float) -> ShapeFields:
@@ -135,3 +135,22 @@ def test_g3pt_runs_every_task_to_a_record(tmp_path, tiny_data_root) -> None:
         assert record.details["sampler"]["image_encoder"]["is_test_teacher"]
     text = next(r for r in records if r.variant == "text")
     assert "no captioning model" in text.details["captions_note"]
+
+
+def test_generation_class_suite_takes_only_class_conditional_methods(tiny_data_root) -> None:
+    from bench.config import parse_cli
+    from bench.plan import select_methods
+
+    request = parse_cli(["suite=generation_class", f"data.root={tiny_data_root}", "data.standin_size=tiny"])
+    assert select_methods("generation_class", request) == ["g3pt", "point_mge"]
+
+
+@pytest.mark.slow
+def test_g3pt_samples_are_scored_by_the_generation_suite_with_their_class(tmp_path, tiny_data_root) -> None:
+    code = main(["--quiet", "run", "suite=generation_class", "method=g3pt", f"data.root={tiny_data_root}",
+                 f"output.dir={tmp_path / 'runs'}", *TINY_G3PT, "suite.variants=[chair]", "suite.npoints=64",
+                 "suite.finetune_epochs=1", "suite.sampling_seeds=[0]", "method.mesh.resolution=9"])
+    assert code == 0
+    (record,) = load_records(tmp_path / "runs" / "records")
+    assert record.details["condition"] == "class" and record.details["sampler"]["decoder"].startswith("next-scale")
+    assert np.isfinite(record.results[0].value("honest"))

@@ -162,16 +162,19 @@ def test_check_names_the_bad_setting(override, needle):
 
 
 @pytest.mark.parametrize("profile", ["paper", "quick", "demo"])
-def test_the_box_suite_differs_from_the_global_one_only_in_name_and_normalisation(profile):
+@pytest.mark.parametrize(("other", "key", "value", "plain_value"), [("generation_box", "normalisation", "box", "global"),
+                                                                    ("generation_class", "condition", "class", "none")])
+def test_the_sibling_suites_differ_from_the_global_one_only_in_name_and_their_key(profile, other, key, value,
+                                                                                  plain_value):
     plain = {name: OmegaConf.to_container(config(suite=name, profile=profile), resolve=True)
-             for name in ("generation", "generation_box")}
+             for name in ("generation", other)}
     for cfg in plain.values():
         assert cfg["seeds"] == [0]  # one generator per category in every profile
-    box = plain["generation_box"]
-    assert (box["suite"].pop("name"), box["suite"].pop("normalisation")) == ("generation_box", "box")
+    sibling = plain[other]
+    assert (sibling["suite"].pop("name"), sibling["suite"].pop(key)) == (other, value)
     glob = plain["generation"]
-    assert (glob["suite"].pop("name"), glob["suite"].pop("normalisation")) == ("generation", "global")
-    assert box == glob
+    assert (glob["suite"].pop("name"), glob["suite"].pop(key)) == ("generation", plain_value)
+    assert sibling == glob
 
 
 def test_the_suite_is_lion_table_1s_setting():
