@@ -204,13 +204,15 @@ class Conditional(Protocol):
         runs, empties, per_category = [], [], None
         for s in suite.sampling_seeds:
             seed = SEED_STRIDE * ctx.seed + int(s)
-            rows, empty = self.score_all(method, kind, samples, suite, dataset.class_names, seed)
-            means, per_category = category_means(rows, [int(x["label"]) for x in samples], names)
+            rows, empty, field_kind = self.score_all(method, kind, samples, suite, dataset.class_names, seed)
+            means, by_label = category_means(rows, [int(x["label"]) for x in samples], names)
+            per_category = {dataset.class_names[int(label)]: values for label, values in by_label.items()}
             runs.append(means)
             empties.append(empty)
         details = {
             "task": kind, "shapes": len(samples), "split": str(suite.eval_split), "sampler": method.sampler_settings(),
-            "empty_meshes": empties, "per_category_first_seed": per_category,
+            "empty_meshes": empties, "per_category_first_seed": per_category, "field_kind": field_kind,
+            "iou_note": None if field_kind == "occupancy" else "not applicable: distance fields have no inside (NaN)",
             "conventions": {"iou": "uniform volume points, logit >= 0; iou_near on the near-surface points",
                             "cd": "mean NN distance GT->pred + pred->GT, Euclidean, not squared, not halved",
                             "fscore": "tau in frame units; precision = share of predicted points within tau of GT",
@@ -226,9 +228,10 @@ class Conditional(Protocol):
 
     @staticmethod
     def score_all(method: Any, kind: str, samples: list[dict], suite: Any, class_names: list[str],
-                  seed: int) -> tuple[list[dict], int]:  # fmt: skip
+                  seed: int) -> tuple[list[dict], int, str]:  # fmt: skip
+        """Per-shape rows over every batch, the count of empty level sets, and the field kind."""
         generator = torch.Generator().manual_seed(seed)
-        rows, empty = [], 0
+        rows, empty, kind_of_field = [], 0, "occupancy"
         step = int(suite.batch_size)
         with eval_mode(method):
             for start in range(0, len(samples), step):
@@ -238,4 +241,5 @@ class Conditional(Protocol):
                 batch_rows, batch_empty = score_batch(fields, batch, suite, seed + start)
                 rows.extend(batch_rows)
                 empty += batch_empty
-        return rows, empty
+                kind_of_field = fields.kind
+        return rows, empty, kind_of_field
