@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.api import incompatibility
 from bench.config import CliRequest, dataset_variant, finetune_hash, resolve, variant_config
@@ -78,8 +78,11 @@ def runnable_suites() -> dict[str, list[str]]:
     for suite in suite_names():
         section = read_yaml(SUITES_DIR / f"{suite}.yaml").get("suite") or {}
         protocol = PROTOCOLS.get(section.get("protocol", "finetune"))
+        settings = OmegaConf.create({"name": suite, **section})
         for method in out:
-            if incompatibility(METHODS.get(method), protocol.requires, suite) is None:
+            cls = METHODS.get(method)
+            if incompatibility(cls, protocol.requires, suite) is None and \
+                    protocol.method_incompatibility(settings, cls) is None:
                 out[method].append(suite)
     return out
 
