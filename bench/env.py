@@ -32,7 +32,8 @@ def git_commit() -> str:
 
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Commit, versions, device, ops backend, threads per process and ``world_size`` (DDP processes, 1 without)."""
+    """Commit, versions, device, ops backend and FPS ``skip_origin`` setting, threads per process and ``world_size``
+    (DDP processes, 1 without)."""
     from extensions import ops
 
     device = torch.device(device)
@@ -43,6 +44,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "ops_backend": ops.backend_name(device),
+        "ops_fps_skip_origin": ops.fps_skip_origin(),  # pointnet2_ops' FPS quirk (BENCH_FPS_SKIP_ORIGIN, default on)
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "threads": torch.get_num_threads(),

@@ -11,6 +11,11 @@ Rules, per call:
   on the other device use the reference, and a forced backend that fails to build falls back to the reference with
   one warning;
 * unset (or ``auto``): the compiled backend of the tensor's device when it builds, else the reference.
+
+``BENCH_FPS_SKIP_ORIGIN=1|0`` (default 1, as pointnet2_ops' kernel): whether ``furthest_point_sample`` skips points
+with |p|^2 <= 1e-3 when a call does not say (:func:`fps_skip_origin`). It is read on every call, so the value set
+in the parent (:func:`set_fps_skip_origin`) reaches spawned pool workers and Slurm tasks, which inherit the
+environment; RunRecords store it as ``env.ops_fps_skip_origin``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ BACKENDS = ("torch", "cpp", "cuda")
 _ALIASES = {"": "auto", "auto": "auto", "torch": "torch", "reference": "torch", "cpp": "cpp", "cpu": "cpp",
             "cuda": "cuda"}
 _COMPILED_DTYPES = (torch.float32, torch.float64)
+FPS_SKIP_ORIGIN_ENV = "BENCH_FPS_SKIP_ORIGIN"
+_SWITCH = {"1": True, "true": True, "on": True, "yes": True, "0": False, "false": False, "off": False, "no": False}
 _logged: set[str] = set()
 
 
@@ -43,6 +50,24 @@ def requested() -> str:
     if raw not in _ALIASES:
         raise ValueError(f"BENCH_OPS={raw!r} is not one of torch, cpp, cuda (or auto)")
     return _ALIASES[raw]
+
+
+def fps_skip_origin() -> bool:
+    """``BENCH_FPS_SKIP_ORIGIN`` as a bool (unset or empty: True, as the reference kernel); ValueError for a value
+    that is not one of the switches below."""
+    raw = os.environ.get(FPS_SKIP_ORIGIN_ENV, "").strip().lower()
+    if raw == "":
+        return True
+    if raw not in _SWITCH:
+        raise ValueError(f"{FPS_SKIP_ORIGIN_ENV}={raw!r} is not one of 1/0, true/false, on/off, yes/no")
+    return _SWITCH[raw]
+
+
+def set_fps_skip_origin(enabled: bool) -> None:
+    """Set the process default (and, through the environment, that of every process started after this call)."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"fps_skip_origin must be a bool, got {enabled!r}")
+    os.environ[FPS_SKIP_ORIGIN_ENV] = "1" if enabled else "0"
 
 
 def _native(device: torch.device) -> str | None:

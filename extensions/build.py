@@ -137,6 +137,15 @@ def cuda_buildable() -> bool:
     return torch.cuda.is_available() and CUDA_HOME is not None
 
 
+def _cuda_include(cuda_home: str | None) -> Path:
+    """The toolkit's include folder: the first of ``CUDA_HOME``, ``$CUDA_PATH`` and /usr/local/cuda that has
+    ``cuda_runtime.h`` (torch takes ``CUDA_HOME`` = /usr/local from an nvcc wrapper in /usr/local/bin)."""
+    for root in (cuda_home, os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if root and (Path(root) / "include" / "cuda_runtime.h").exists():
+            return Path(root) / "include"
+    return Path(cuda_home or "/usr/local/cuda") / "include"
+
+
 def check_cuda_sources(arch: str = "sm_90") -> list[tuple[str, bool, float, str]]:
     """Compile every CUDA source with nvcc (``-c``, no link, no run) and the CUDA binding with the host compiler.
 
@@ -146,7 +155,7 @@ def check_cuda_sources(arch: str = "sm_90") -> list[tuple[str, bool, float, str]
     from torch.utils.cpp_extension import CUDA_HOME, include_paths
 
     nvcc = Path(CUDA_HOME or "/usr/local/cuda") / "bin" / "nvcc"
-    includes = [f"-I{p}" for p in include_paths()] + [f"-I{Path(CUDA_HOME or '/usr/local/cuda') / 'include'}"]
+    includes = [f"-I{p}" for p in include_paths()] + [f"-I{_cuda_include(CUDA_HOME)}"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         # CPU-only torch wheels lack this CMake-generated header; CUDA wheels ship it with exactly this content.

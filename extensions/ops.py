@@ -8,6 +8,10 @@ of the input's device, built on first use (``python -m extensions.build`` prebui
 reference (:mod:`extensions.reference`). Import never fails. Every op also takes ``backend=`` (strict: raises
 :class:`BackendUnavailable` when it cannot be honoured). ``backend_name()`` is what RunRecords store.
 
+FPS quirk: pointnet2_ops' kernel (used by Point-MAE, Point-PQAE and Point-MaDi) never picks a point with
+|p|^2 <= 1e-3 after the first pick. Every backend reproduces it with ``skip_origin=True``; a call that does not
+say follows ``fps_skip_origin()`` (``BENCH_FPS_SKIP_ORIGIN``, default on), which RunRecords also store.
+
 Chamfer conventions (all from squared nearest-neighbour distances d_ab, d_ba of :func:`chamfer_distance`):
 - ``chamfer_l2``  (Point-MAE "cdl2"): mean(d_ab) + mean(d_ba), means over every point of the batch.
 - ``chamfer_l1``  (Point-MAE "cdl1"): (mean(sqrt d_ab) + mean(sqrt d_ba)) / 2.
@@ -20,11 +24,12 @@ import torch
 from torch import Tensor
 
 from extensions import _autograd, backends, reference
-from extensions.backends import BACKENDS, BackendUnavailable
+from extensions.backends import BACKENDS, BackendUnavailable, fps_skip_origin, set_fps_skip_origin
 from extensions.emd import earth_movers_distance
 
 __all__ = [
-    "BACKENDS", "BackendUnavailable", "backend_name", "furthest_point_sample", "knn", "ball_query", "three_nn",
+    "BACKENDS", "BackendUnavailable", "backend_name", "fps_skip_origin", "set_fps_skip_origin",
+    "furthest_point_sample", "knn", "ball_query", "three_nn",
     "three_interpolate", "interpolation_weights", "gather_points", "group_points", "chamfer_distance", "chamfer_l2",
     "chamfer_l1", "chamfer_per_cloud", "earth_movers_distance",
 ]
@@ -38,11 +43,14 @@ def backend_name(device: torch.device | str | None = None) -> str:
     return backends.describe(device)
 
 
-def furthest_point_sample(xyz: Tensor, m: int, start: int = 0, *, backend: str | None = None) -> Tensor:
+def furthest_point_sample(xyz: Tensor, m: int, start: int = 0, *, skip_origin: bool | None = None,
+                          backend: str | None = None) -> Tensor:
     """(B, N, 3) -> (B, m) int64 indices; starts at ``start``; ties go to the lowest index (pointnet2_ops).
 
     ``m == N`` returns a permutation; once only duplicates are left, index 0's distance (0) ties and the lowest
-    index is repeated, exactly as the reference does.
+    index is repeated, exactly as the reference does. ``skip_origin`` (None: :func:`fps_skip_origin`): after the
+    first pick, points with |p|^2 <= 1e-3 are never picked, as in pointnet2_ops (see
+    :func:`extensions.reference.furthest_point_sample` for what repeats once the others are used up).
     """
     _check_cloud("xyz", xyz)
     n = xyz.shape[1]
@@ -50,10 +58,11 @@ def furthest_point_sample(xyz: Tensor, m: int, start: int = 0, *, backend: str |
         raise ValueError(f"furthest_point_sample: cannot pick {m} points from clouds of {n}")
     if m > 0 and not 0 <= start < n:
         raise ValueError(f"furthest_point_sample: start={start} is not an index of clouds of {n} points")
+    skip = fps_skip_origin() if skip_origin is None else bool(skip_origin)
     name = backends.resolve(xyz.device, xyz.dtype, backend)
     if name == "torch":
-        return reference.furthest_point_sample(xyz, m, start)
-    return backends.library(name).fps(xyz.detach(), m, start)
+        return reference.furthest_point_sample(xyz, m, start, skip)
+    return backends.library(name).fps(xyz.detach(), m, start, skip)
 
 
 def knn(query: Tensor, ref: Tensor, k: int, *, backend: str | None = None) -> tuple[Tensor, Tensor]:

@@ -22,12 +22,29 @@ def pairwise_sqdist(p: Tensor, q: Tensor) -> Tensor:
     return d + dz * dz
 
 
-def furthest_point_sample(xyz: Tensor, m: int, start: int = 0) -> Tensor:
+#: pointnet2_ops' FPS kernel skips points with |p|^2 <= this after the first pick (erikwijmans/Pointnet2_PyTorch
+#: pointnet2_ops_lib/pointnet2_ops/_ext-src/src/sampling_gpu.cu L100-101, read not copied: the point's float
+#: squared norm is compared with the double literal and the point is left out of the distance update and arg-max)
+SKIP_ORIGIN_MAG2 = 1e-3
+
+
+def origin_mask(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
+    """Points FPS never picks with ``skip_origin``: ``(x*x + y*y) + z*z`` in the input dtype, compared in float64
+    with :data:`SKIP_ORIGIN_MAG2` (the kernel's float ``mag`` against the double literal)."""
+    mag = x * x + y * y
+    mag = mag + z * z
+    return mag.double() <= SKIP_ORIGIN_MAG2
+
+
+def furthest_point_sample(xyz: Tensor, m: int, start: int = 0, skip_origin: bool = False) -> Tensor:
     """Greedy farthest point sampling, (B, N, 3) -> indices (B, m).
 
     Semantics of pointnet2_ops' kernel: the first sample is ``start`` (index 0 by default); each next sample is
     the point whose squared distance to the chosen set is largest, ties going to the lowest index.
-    (pointnet2_ops also skips points with |p|^2 <= 1e-3; that quirk is not reproduced here.)
+    ``skip_origin`` reproduces the kernel's quirk: after the first sample, points with |p|^2 <= 1e-3
+    (:func:`origin_mask`) are never picked: their running distance is -inf. Once the other points are used up, the
+    lowest index among those others repeats; when every point is skipped, index 0 repeats (the kernel's
+    ``besti = 0``).
     """
     b, n, _ = xyz.shape
     idx = torch.zeros(b, m, dtype=torch.long, device=xyz.device)
@@ -35,6 +52,8 @@ def furthest_point_sample(xyz: Tensor, m: int, start: int = 0) -> Tensor:
         return idx
     x, y, z = (c.contiguous() for c in xyz.detach().unbind(-1))  # (B, N) each
     min_dist = torch.full((b, n), float("inf"), dtype=x.dtype, device=x.device)
+    if skip_origin:
+        min_dist.masked_fill_(origin_mask(x, y, z), float("-inf"))
     current = torch.full((b, 1), start, dtype=torch.long, device=x.device)
     for i in range(m):
         idx[:, i] = current[:, 0]

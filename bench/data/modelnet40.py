@@ -85,7 +85,10 @@ def build_modelnet_cache(folder: Path, split: str, npoints: int = 8192) -> Path:
         pts = read_shape_txt(shape_txt(folder, shape_id))
         if len(pts) > npoints:
             start = int(rng.integers(len(pts)))
-            idx = ops.furthest_point_sample(torch.from_numpy(pts[None, :, :3].copy()), npoints, start=start)
+            # the reference builds the cache with its numpy farthest_point_sample (random start, no origin skip:
+            # ModelNetDataset.py L29-50), not the pointnet2 kernel, so the skip stays off here whatever the setting
+            idx = ops.furthest_point_sample(torch.from_numpy(pts[None, :, :3].copy()), npoints, start=start,
+                                            skip_origin=False)
             pts = pts[idx[0].numpy()]
         points.append(np.ascontiguousarray(pts, dtype=np.float32))
         labels.append(np.array([names.index(cls)], dtype=np.int32))
@@ -130,6 +133,8 @@ class ModelNet40(PointCloudDataset):
     """
 
     name = "modelnet40"
+    source = ("modelnet40_normal_resampled (the PointNet++ resampled txt) from Point-BERT's DATASET.md, "
+              "https://github.com/lulutang0608/Point-BERT, as Point-MAE's DATASET.md says")
     class_names: ClassVar[list[str]] = CLASS_NAMES
     option_defaults: ClassVar[dict[str, Any]] = {"use_normals": False, "npoints": 8192, "folder": None}
 

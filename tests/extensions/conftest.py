@@ -57,11 +57,17 @@ def make_cloud():
 
 
 def _cloud(
-    b: int, n: int, dtype: torch.dtype, device: torch.device, seed: int, duplicates: bool = False
+    b: int, n: int, dtype: torch.dtype, device: torch.device, seed: int, duplicates: bool = False,
+    near_origin: bool = False,
 ) -> torch.Tensor:
-    """Random (b, n, 3) points in the unit cube; with ``duplicates`` about a third are copies of other points."""
+    """Random (b, n, 3) points in the unit cube; with ``duplicates`` about a third are copies of other points; with
+    ``near_origin`` the cube is [-0.05, 0.05]^3, so that about 13% of the points lie in the ball that FPS
+    ``skip_origin`` skips (|p|^2 <= 1e-3, radius 0.0316), and point n // 2 is the origin itself."""
     gen = torch.Generator().manual_seed(seed)
     pts = torch.rand(b, n, 3, generator=gen, dtype=torch.float64)
+    if near_origin:
+        pts = (pts - 0.5) * 0.1
+        pts[:, n // 2] = 0.0
     if duplicates and n > 1:
         src = torch.randint(0, n, (b, n // 3), generator=gen)
         dst = torch.randint(0, n, (b, n // 3), generator=gen)

@@ -16,9 +16,9 @@ import torch
 from extensions import ops, reference
 
 
-def _check(xyz: torch.Tensor, m: int, backend: str, start: int = 0) -> None:
-    got = ops.furthest_point_sample(xyz, m, start=start, backend=backend)
-    want = reference.furthest_point_sample(xyz, m, start)
+def _check(xyz: torch.Tensor, m: int, backend: str, start: int = 0, skip_origin: bool = False) -> None:
+    got = ops.furthest_point_sample(xyz, m, start=start, skip_origin=skip_origin, backend=backend)
+    want = reference.furthest_point_sample(xyz, m, start, skip_origin)
     assert got.dtype == torch.long and got.shape == want.shape
     if not torch.equal(got.cpu(), want.cpu()):
         row, col = (got.cpu() != want.cpu()).nonzero()[0].tolist()
@@ -91,3 +91,33 @@ def test_full_permutation(backend, device, make_cloud, dtype):
 
 def test_float64_large(backend, device, make_cloud):
     _check(make_cloud(2, 9000, torch.float64, device, seed=5), 600, backend, start=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("skip_origin", [False, True])
+def test_points_near_the_origin(backend, device, make_cloud, dtype, skip_origin):
+    """A cloud in [-0.05, 0.05]^3: about one point in eight is skipped; duplicates among them."""
+    xyz = make_cloud(2, 4096, dtype, device, seed=21, duplicates=True, near_origin=True)
+    _check(xyz, 700, backend, start=3, skip_origin=skip_origin)
+
+
+def test_a_dense_ball_at_the_origin_is_skipped_leaf_by_leaf(backend, device):
+    """3000 points inside the skipped ball (whole leaves of them) around 100 kept points: after the first pick only
+    kept points come, then the lowest kept index repeats once they are all used."""
+    gen = _gen(4)
+    ball = (torch.rand(1, 3000, 3, generator=gen) - 0.5) * 0.03  # |p|^2 <= 3 * 0.015^2 < 1e-3
+    kept = torch.rand(1, 100, 3, generator=gen) + 0.2
+    xyz = torch.cat([ball, kept], 1)[:, torch.randperm(3100, generator=gen)].to(device)
+    got = ops.furthest_point_sample(xyz, 300, skip_origin=True, backend=backend).cpu()
+    kept_idx = (xyz.cpu().square().sum(-1) > 1e-3).nonzero()[:, 1]
+    assert sorted(got[0, 1:101].tolist()) == kept_idx.tolist()
+    assert (got[0, 101:] == kept_idx.min()).all()
+    _check(xyz, 300, backend, start=0, skip_origin=True)
+
+
+def test_every_point_skipped(backend, device):
+    """Nothing to pick after the first sample: index 0 repeats (the kernel's besti = 0), whatever the start."""
+    xyz = ((torch.rand(2, 2500, 3, generator=_gen(6)) - 0.5) * 0.03).to(device)
+    got = ops.furthest_point_sample(xyz, 256, start=7, skip_origin=True, backend=backend).cpu()
+    assert (got[:, 0] == 7).all() and (got[:, 1:] == 0).all()
+    _check(xyz, 256, backend, start=7, skip_origin=True)

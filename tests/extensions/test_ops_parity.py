@@ -22,23 +22,27 @@ def _noncontig(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("b,n", SIZES)
 @pytest.mark.parametrize("duplicates", [False, True])
-def test_fps_matches_reference(backend, device, make_cloud, dtype, b, n, duplicates):
-    xyz = make_cloud(b, n, dtype, device, seed=n, duplicates=duplicates)
+@pytest.mark.parametrize("skip_origin", [False, True])
+def test_fps_matches_reference(backend, device, make_cloud, dtype, b, n, duplicates, skip_origin):
+    xyz = make_cloud(b, n, dtype, device, seed=n, duplicates=duplicates, near_origin=skip_origin)
     for m in sorted({1, min(n, 7), n // 2, n}):
         if m == 0:
             continue
         for start in (0, n - 1):
-            got = ops.furthest_point_sample(xyz, m, start=start, backend=backend)
+            got = ops.furthest_point_sample(xyz, m, start=start, skip_origin=skip_origin, backend=backend)
             assert got.dtype == torch.long and got.shape == (b, m)
-            assert torch.equal(got, reference.furthest_point_sample(xyz, m, start)), (m, start)
+            want = reference.furthest_point_sample(xyz, m, start, skip_origin)
+            assert torch.equal(got, want), (m, start)
 
 
-def test_fps_full_permutation_and_duplicates(backend, device):
+@pytest.mark.parametrize("skip_origin,expected", [(False, [0, 1, 4, 0, 0]), (True, [0, 1, 4, 1, 1])])
+def test_fps_full_permutation_and_duplicates(backend, device, skip_origin, expected):
     xyz = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [1, 0, 0], [0, 0, 0], [0.5, 0, 0]]], device=device)
-    got = ops.furthest_point_sample(xyz, 5, backend=backend)
-    # 0, then farthest 1 (lowest of the tied 1 and 2), then 4 (d=0.25), then only zeros are left: 0 wins the tie
-    assert got.tolist() == [[0, 1, 4, 0, 0]]
-    assert torch.equal(got, reference.furthest_point_sample(xyz, 5))
+    got = ops.furthest_point_sample(xyz, 5, skip_origin=skip_origin, backend=backend)
+    # 0, then farthest 1 (lowest of the tied 1 and 2), then 4 (d=0.25), then only zeros are left: 0 wins the tie;
+    # skipping the origin, 0 and 3 are out of the race and the lowest other index, 1, repeats
+    assert got.tolist() == [expected]
+    assert torch.equal(got, reference.furthest_point_sample(xyz, 5, 0, skip_origin))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -116,7 +120,8 @@ def test_empty_batch(backend, device):
 def test_non_contiguous_inputs(backend, device, make_cloud):
     xyz = _noncontig(make_cloud(4, 300, torch.float32, device, seed=5))
     query = xyz[:, ::7]  # strided view
-    assert torch.equal(ops.furthest_point_sample(xyz, 50, backend=backend), reference.furthest_point_sample(xyz, 50))
+    got = ops.furthest_point_sample(xyz, 50, skip_origin=True, backend=backend)
+    assert torch.equal(got, reference.furthest_point_sample(xyz, 50, skip_origin=True))
     assert torch.equal(ops.knn(query, xyz, 9, backend=backend)[1], reference.knn(query, xyz, 9)[1])
     assert torch.equal(ops.chamfer_distance(query, xyz, backend=backend)[0], reference.chamfer_distance(query, xyz)[0])
     feats = make_cloud(4, 300, torch.float64, device, seed=6).transpose(1, 2).contiguous().transpose(1, 2)[:, :, :2]

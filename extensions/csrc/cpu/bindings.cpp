@@ -24,7 +24,7 @@ void check_indices(const Tensor& idx, int64_t n) {
   TORCH_CHECK(bad < 0, "index ", bad, " is out of range for ", n, " points");
 }
 
-Tensor fps(const Tensor& xyz_in, int64_t m, int64_t start) {
+Tensor fps(const Tensor& xyz_in, int64_t m, int64_t start, bool skip_origin) {
   check_points(xyz_in, "xyz");
   const Tensor xyz = xyz_in.contiguous();
   const int64_t b = xyz.size(0), n = xyz.size(1);
@@ -33,7 +33,7 @@ Tensor fps(const Tensor& xyz_in, int64_t m, int64_t start) {
   Tensor out = at::empty({b, m}, xyz.options().dtype(at::kLong));
   if (b == 0 || m == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(xyz.scalar_type(), "pointbench_fps", [&] {
-    fps_cpu<scalar_t>(xyz.data_ptr<scalar_t>(), b, n, m, start, out.data_ptr<int64_t>(), threads());
+    fps_cpu<scalar_t>(xyz.data_ptr<scalar_t>(), b, n, m, start, skip_origin, out.data_ptr<int64_t>(), threads());
   });
   return out;
 }
@@ -169,7 +169,7 @@ std::tuple<Tensor, Tensor> interpolate_backward(const Tensor& grad_in, const Ten
 }  // namespace pointbench
 
 TORCH_LIBRARY(pointbench_cpu, lib) {
-  lib.def("fps(Tensor xyz, int m, int start) -> Tensor", &pointbench::fps);
+  lib.def("fps(Tensor xyz, int m, int start, bool skip_origin=False) -> Tensor", &pointbench::fps);
   lib.def("knn(Tensor query, Tensor ref, int k) -> (Tensor, Tensor)", &pointbench::knn);
   lib.def("ball_query(Tensor xyz, Tensor centers, float radius, int k) -> Tensor", &pointbench::ball_query);
   lib.def("chamfer_forward(Tensor a, Tensor b) -> (Tensor, Tensor, Tensor, Tensor)", &pointbench::chamfer_forward);

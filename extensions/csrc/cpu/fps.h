@@ -10,6 +10,26 @@
 
 namespace pointbench {
 
+// pointnet2_ops' quirk (erikwijmans/Pointnet2_PyTorch sampling_gpu.cu L100-101): with skip_origin, a point whose
+// squared norm (x*x + y*y) + z*z, in T, is <= 1e-3 as a double is never picked after the first sample. Such points
+// start at md = -inf, which min() keeps and no arg-max picks over a finite distance; with nothing else left, the
+// lowest index with the largest md (index 0 when every point is skipped) repeats, as the kernel's besti = 0 does.
+constexpr double kSkipOriginMag2 = 1e-3;
+
+template <typename T>
+inline bool near_origin(T x, T y, T z) {
+  T mag = x * x + y * y;
+  mag = mag + z * z;
+  return static_cast<double>(mag) <= kSkipOriginMag2;
+}
+
+// Initial running min-distance of a point: +inf, or -inf for a point skip_origin leaves out.
+template <typename T>
+inline T initial_md(T x, T y, T z, bool skip_origin) {
+  return skip_origin && near_origin(x, y, z) ? -std::numeric_limits<T>::infinity()
+                                             : std::numeric_limits<T>::infinity();
+}
+
 // Position and value of a maximum.
 template <typename T>
 struct ArgMax {
@@ -92,6 +112,7 @@ constexpr int64_t kBucketMinSamples = 256;
 // Bucketed exact FPS of one (n, 3) cloud into out[0:m]; identical to the brute-force result. Returns false, having
 // written nothing, for clouds it does not handle (a non-finite coordinate): the caller then runs the brute force.
 template <typename T>
-bool fps_bucket_one(const T* xyz, int64_t n, int64_t m, int64_t start, int64_t* out, BucketCloud<T>& c);
+bool fps_bucket_one(const T* xyz, int64_t n, int64_t m, int64_t start, bool skip_origin, int64_t* out,
+                    BucketCloud<T>& c);
 
 }  // namespace pointbench

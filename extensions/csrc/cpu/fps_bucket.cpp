@@ -14,7 +14,9 @@
 // point of the leaf has |p - q|^2 >= top >= md and min(md, |p - q|^2) = md: skipping changes no md. Updated leaves
 // use the brute-force update, so md holds the brute-force values at every step, and the argmax uses the same
 // order (value, then lowest original index). Clouds with a non-finite coordinate (NaN compares break the
-// argument) are left to the brute-force kernel.
+// argument) are left to the brute-force kernel. With skip_origin, the points near the origin (fps.h) start at
+// md = -inf like pads: the skip test (box >= top) still holds for them, and a leaf holding only such points gets
+// top = -1 from the update and is never a maximum unless every point is skipped (then index 0, its first slot).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -144,10 +146,10 @@ int64_t layout_leaves(BucketCloud<T>& c) {
 
 // Partitions the cloud into leaves and lays them out (see BucketCloud). Points are placed by increasing original
 // index, so every leaf is in increasing original index without a sort; md starts at +inf (pads: -inf) and each
-// leaf's top is +inf at its first (lowest) original index. Pad leaves have top = -inf (never touched, never a
-// maximum) and an empty box.
+// leaf's top is +inf at its first (lowest) original index (the first step updates every leaf, so a skipped point
+// there is never taken for a maximum). Pad leaves have top = -inf (never touched, never a maximum) and an empty box.
 template <typename T>
-void build(const T* xyz, int64_t n, BucketCloud<T>& c) {
+void build(const T* xyz, int64_t n, bool skip_origin, BucketCloud<T>& c) {
   c.pts.resize(n);
   c.scratch.resize(n);
   for (int64_t i = 0; i < n; ++i) c.pts[i] = {xyz[3 * i], xyz[3 * i + 1], xyz[3 * i + 2], LaneInt<T>(i)};
@@ -162,7 +164,7 @@ void build(const T* xyz, int64_t n, BucketCloud<T>& c) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t leaf = c.leaf_of[i], s = c.cursor[leaf]++;
     const T* p = xyz + 3 * i;
-    c.x[s] = p[0], c.y[s] = p[1], c.z[s] = p[2], c.md[s] = std::numeric_limits<T>::infinity();
+    c.x[s] = p[0], c.y[s] = p[1], c.z[s] = p[2], c.md[s] = initial_md(p[0], p[1], p[2], skip_origin);
     c.orig[s] = static_cast<LaneInt<T>>(i);
     c.lox[leaf] = std::min(c.lox[leaf], p[0]), c.hix[leaf] = std::max(c.hix[leaf], p[0]);
     c.loy[leaf] = std::min(c.loy[leaf], p[1]), c.hiy[leaf] = std::max(c.hiy[leaf], p[1]);
@@ -229,9 +231,10 @@ int64_t step(BucketCloud<T>& c, T qx, T qy, T qz) {
 }  // namespace
 
 template <typename T>
-bool fps_bucket_one(const T* xyz, int64_t n, int64_t m, int64_t start, int64_t* out, BucketCloud<T>& c) {
+bool fps_bucket_one(const T* xyz, int64_t n, int64_t m, int64_t start, bool skip_origin, int64_t* out,
+                    BucketCloud<T>& c) {
   if (!all_finite(xyz, n)) return false;
-  build(xyz, n, c);
+  build(xyz, n, skip_origin, c);
   int64_t cur = start;
   for (int64_t i = 0; i < m; ++i) {
     out[i] = cur;
@@ -240,7 +243,8 @@ bool fps_bucket_one(const T* xyz, int64_t n, int64_t m, int64_t start, int64_t* 
   return true;
 }
 
-template bool fps_bucket_one<float>(const float*, int64_t, int64_t, int64_t, int64_t*, BucketCloud<float>&);
-template bool fps_bucket_one<double>(const double*, int64_t, int64_t, int64_t, int64_t*, BucketCloud<double>&);
+template bool fps_bucket_one<float>(const float*, int64_t, int64_t, int64_t, bool, int64_t*, BucketCloud<float>&);
+template bool fps_bucket_one<double>(const double*, int64_t, int64_t, int64_t, bool, int64_t*,
+                                     BucketCloud<double>&);
 
 }  // namespace pointbench

@@ -13,8 +13,10 @@
 
 namespace pointbench {
 
+// skip_origin: after the first sample, never pick a point with |p|^2 <= 1e-3 (pointnet2_ops' quirk, fps.h).
 template <typename T>
-void fps_cpu(const T* xyz, int64_t b, int64_t n, int64_t m, int64_t start, int64_t* out, int threads);
+void fps_cpu(const T* xyz, int64_t b, int64_t n, int64_t m, int64_t start, bool skip_origin, int64_t* out,
+             int threads);
 
 template <typename T>
 void knn_cpu(const T* query, const T* ref, int64_t b, int64_t m, int64_t n, int64_t k, int64_t* idx, T* dist,

@@ -27,7 +27,7 @@ void check(cudaError_t err, const char* op) {
   TORCH_CHECK(err == cudaSuccess, "pointbench CUDA ", op, " failed: ", cudaGetErrorString(err));
 }
 
-Tensor fps(const Tensor& xyz_in, int64_t m, int64_t start) {
+Tensor fps(const Tensor& xyz_in, int64_t m, int64_t start, bool skip_origin) {
   check_points(xyz_in, "xyz");
   const c10::cuda::CUDAGuard guard(xyz_in.device());
   const Tensor xyz = xyz_in.contiguous();
@@ -37,7 +37,7 @@ Tensor fps(const Tensor& xyz_in, int64_t m, int64_t start) {
   Tensor out = at::empty({b, m}, xyz.options().dtype(at::kLong));
   Tensor temp = at::empty({b, n}, xyz.options());
   AT_DISPATCH_FLOATING_TYPES(xyz.scalar_type(), "pointbench_fps_cuda", [&] {
-    check(fps_cuda<scalar_t>(xyz.data_ptr<scalar_t>(), b, n, m, start, temp.data_ptr<scalar_t>(),
+    check(fps_cuda<scalar_t>(xyz.data_ptr<scalar_t>(), b, n, m, start, skip_origin, temp.data_ptr<scalar_t>(),
                              out.data_ptr<int64_t>(), stream()), "fps");
   });
   return out;
@@ -174,7 +174,7 @@ std::tuple<Tensor, Tensor> interpolate_backward(const Tensor& grad_in, const Ten
 }  // namespace pointbench
 
 TORCH_LIBRARY(pointbench_cuda, lib) {
-  lib.def("fps(Tensor xyz, int m, int start) -> Tensor", &pointbench::fps);
+  lib.def("fps(Tensor xyz, int m, int start, bool skip_origin=False) -> Tensor", &pointbench::fps);
   lib.def("knn(Tensor query, Tensor ref, int k) -> (Tensor, Tensor)", &pointbench::knn);
   lib.def("ball_query(Tensor xyz, Tensor centers, float radius, int k) -> Tensor", &pointbench::ball_query);
   lib.def("chamfer_forward(Tensor a, Tensor b) -> (Tensor, Tensor, Tensor, Tensor)", &pointbench::chamfer_forward);

@@ -9,9 +9,10 @@
 
 namespace pointbench {
 
+// skip_origin: after the first sample, never pick a point with |p|^2 <= 1e-3 (pointnet2_ops' quirk, fps.cu).
 template <typename T>
-cudaError_t fps_cuda(const T* xyz, int64_t b, int64_t n, int64_t m, int64_t start, T* temp, int64_t* out,
-                     cudaStream_t stream);
+cudaError_t fps_cuda(const T* xyz, int64_t b, int64_t n, int64_t m, int64_t start, bool skip_origin, T* temp,
+                     int64_t* out, cudaStream_t stream);
 
 template <typename T>
 cudaError_t knn_cuda(const T* query, const T* ref, int64_t b, int64_t m, int64_t n, int64_t k, int64_t* idx, T* dist,
