@@ -31,7 +31,9 @@ Faithful to the authors' ``models/Point_MaDi.py`` and ``cfgs/pretrain/pretrain.y
   masked patches with the decoder, positioned at the sampled centres. Figure:
   ``python -m methods.blocks.recon_figure --ckpt CKPT --out fig.png [--profile demo] [--steps 50]``.
 - Downstream backbone: the shared encoder WITH ``cls_token``/``cls_pos``; weights import from ``MAE_encoder.``.
-  (MaDi's own fine-tuning head pools mean + max over all tokens; the harness uses its shared head.)
+  MaDi's fine-tuning model pools concat(mean, max) over all tokens, cls included (Point_MaDi.py L922): the
+  finetune protocol's ``suite.head.pooling: mean_max``, which ``point_madi.yaml``'s recipes set; its segmentation
+  heads are trunc_normal(.02)-initialised (``suite.head.init: trunc_normal`` in the shapenetpart / s3dis recipes).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from extensions import ops
 from methods.blocks.diffusion import DDPMSchedule
 from methods.blocks.encoder import EncoderConfig, PointEncoder
 from methods.blocks.masking import block_mask, num_masked, random_mask
-from methods.blocks.transformer import Block, SplitQKVAttention, TransformerDecoder
+from methods.blocks.transformer import Block, SplitQKVAttention, TransformerDecoder, init_xavier_weights
 
 LOSSES = {"cdl2": "chamfer_l2", "cdl1": "chamfer_l1"}
 
@@ -159,17 +161,6 @@ def two_stream_block(block: Block, z: Tensor, n: int, attn_mask: Tensor) -> Tens
     return z + stream_drop_path(block.drop_path, block.mlp(block.norm2(z)), n)
 
 
-def _xavier_init(module: nn.Module) -> None:
-    """The reference decoder's ``_init_weights``: Linear xavier-uniform, bias 0; LayerNorm 1/0."""
-    if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
 def _pos_head(dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, 128), nn.GELU(), nn.Linear(128, 3))
 
@@ -184,6 +175,7 @@ class PointMaDi(Method):
     """Masked point modelling with diffusion on centres and masked patches (see the module docstring)."""
 
     name = "point_madi"
+    display_name = "Point-MaDi"
     capabilities = frozenset({REPRESENTATION})
     checkpoint_prefix = "MAE_encoder"
     config_class = PointMaDiConfig
@@ -200,7 +192,9 @@ class PointMaDi(Method):
             dim, cfg.decoder_depth, cfg.decoder_num_heads, enc.mlp_ratio, enc.qkv_bias, cfg.drop_path,
             attn_layer=SplitQKVAttention,
         )  # fmt: skip
-        self.MAE_decoder.apply(_xavier_init)
+        # the reference decoder's xavier init (Point_MaDi.py L338-347), drawn after the default trunc_normal one so
+        # that the random stream stays as it was before ``init`` existed
+        self.MAE_decoder.apply(init_xavier_weights)
         self.increase_dim = nn.Sequential(nn.Conv1d(dim, 3 * cfg.group_size, 1))
         self.pred_pos_vis = _pos_head(dim)
         self.pred_pos_msk = _pos_head(dim)

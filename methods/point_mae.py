@@ -15,8 +15,11 @@ Choices (faithful to the authors' ``models/Point_MAE.py`` and ``cfgs/pretrain.ya
 - Loss: Chamfer on the masked patches only, the B*M patches as a batch of K-point clouds. ``cdl2`` =
   ``extensions.ops.chamfer_l2`` (mean of squared NN distances in both directions, summed), ``cdl1`` =
   ``ops.chamfer_l1``.
-- Init: encoder and decoder trunc_normal(.02) on Linear/Conv1d, LayerNorm 1/0; ``mask_token`` trunc_normal(.02);
-  ``decoder_pos_embed`` and ``increase_dim`` keep PyTorch's defaults (the reference does not re-init them).
+- Init: encoder trunc_normal(.02) on Linear/Conv1d, LayerNorm 1/0 (``MaskTransformer._init_weights``,
+  Point_MAE.py L234-247); decoder ``decoder_init`` = ``xavier_uniform`` on Linear, zero bias, LayerNorm 1/0
+  (``TransformerDecoder._init_weights``, Point_MAE.py L182-191; ``trunc_normal`` reproduces this harness before
+  issue 14); ``mask_token`` trunc_normal(.02) (L366); ``decoder_pos_embed`` and ``increase_dim`` keep PyTorch's
+  defaults (the reference does not re-init them).
 - Downstream backbone: the same encoder WITH ``cls_token``/``cls_pos`` (random init when importing weights).
 State-dict names equal the official release (``MAE_encoder.*``, ``mask_token``, ``decoder_pos_embed.*``,
 ``MAE_decoder.*``, ``increase_dim.0.*``), so the authors' ``pretrain.pth`` loads as is.
@@ -41,6 +44,8 @@ from methods.blocks.masking import block_mask, num_masked, random_mask
 from methods.blocks.transformer import TransformerDecoder, decode_masked
 
 MASK_TYPES = ("rand", "block")
+#: decoder initialisations (``decoder_init``; names of methods.blocks.transformer.INIT_SCHEMES)
+DECODER_INITS = ("xavier_uniform", "trunc_normal")
 #: config name -> extensions.ops function name (looked up per call, so the ops front door stays in charge)
 LOSSES = {"cdl2": "chamfer_l2", "cdl1": "chamfer_l1"}
 
@@ -59,6 +64,7 @@ class PointMAEConfig(MethodConfig):
     decoder_num_heads: int = 6
     loss: str = "cdl2"
     drop_path: float = 0.1
+    decoder_init: str = "xavier_uniform"
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, Mapping):
@@ -67,8 +73,11 @@ class PointMAEConfig(MethodConfig):
     def validate(self) -> None:
         """Raise ConfigError on impossible settings."""
         self.encoder.validate()
+        if self.decoder_init not in DECODER_INITS:
+            raise ConfigError(f"method.decoder_init must be one of {', '.join(DECODER_INITS)}, "
+                              f"got {self.decoder_init!r}")
         if self.mask_type not in MASK_TYPES:
-            raise ConfigError(f"method.mask_type must be one of {MASK_TYPES}, got {self.mask_type!r}")
+            raise ConfigError(f"method.mask_type must be one of {', '.join(MASK_TYPES)}, got {self.mask_type!r}")
         if self.loss not in LOSSES:
             raise ConfigError(f"method.loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
         masked = num_masked(self.mask_ratio, self.num_group) if 0.0 <= self.mask_ratio <= 1.0 else -1
@@ -89,6 +98,7 @@ class PointMAE(Method):
     """Masked patch reconstruction with a ViT-S encoder and a light decoder (see the module docstring)."""
 
     name = "point_mae"
+    display_name = "Point-MAE"
     capabilities = frozenset({REPRESENTATION})
     checkpoint_prefix = "MAE_encoder"
     config_class = PointMAEConfig
@@ -103,8 +113,9 @@ class PointMAE(Method):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.decoder_pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, dim))
         self.MAE_decoder = TransformerDecoder(
-            dim, cfg.decoder_depth, cfg.decoder_num_heads, enc.mlp_ratio, enc.qkv_bias, cfg.drop_path
-        )
+            dim, cfg.decoder_depth, cfg.decoder_num_heads, enc.mlp_ratio, enc.qkv_bias, cfg.drop_path,
+            init=cfg.decoder_init,
+        )  # fmt: skip
         self.increase_dim = nn.Sequential(nn.Conv1d(dim, 3 * cfg.group_size, 1))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 

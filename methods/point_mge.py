@@ -105,9 +105,10 @@ class PointMGEConfig(MethodConfig):
         choices = (("field_target", FIELD_TARGETS), ("center_head", CENTER_HEADS))
         for key, allowed in choices:
             if getattr(self, key) not in allowed:
-                raise ConfigError(f"method.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+                raise ConfigError(f"method.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         if self.surface.mode not in SURFACE_MODES:
-            raise ConfigError(f"method.surface.mode must be one of {SURFACE_MODES}, got {self.surface.mode!r}")
+            raise ConfigError(f"method.surface.mode must be one of {', '.join(SURFACE_MODES)}, "
+                              f"got {self.surface.mode!r}")
         if self.encoder.trans_dim % self.generator_num_heads:
             raise ConfigError(f"encoder.trans_dim={self.encoder.trans_dim} must be divisible by "
                               f"method.generator_num_heads={self.generator_num_heads}")
@@ -152,6 +153,7 @@ class PointMGE(Method):
     """Patch VQ-VAE + masked generative extractor/generator (see the module docstring)."""
 
     name = "point_mge"
+    display_name = "Point-MGE"
     capabilities = frozenset({REPRESENTATION, GENERATION, CONDITIONAL_GENERATION})
     condition_kinds = frozenset({"class", "partial"})
     checkpoint_prefix = "MGE_encoder"

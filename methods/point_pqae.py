@@ -22,7 +22,10 @@ Choices (faithful to the authors' ``models/Point_PQAE.py``, ``models/RandomCrop.
   ``ChamferDistanceL2``); ``cdl1`` = ``ChamferDistanceL1``; ``cos`` = minus the cosine of the flattened patches.
 - Init as the reference: the encoder's own (Linear/Conv1d trunc_normal(.02), LayerNorm 1/0, cls tokens
   trunc_normal(.02)), then ``Point_PQAE._init_weights`` over the whole model: EVERY Linear (encoder included)
-  normal(mean 0.02, std 0.01) with zero bias, BatchNorm/LayerNorm 1/0; Conv1d keep trunc_normal(.02).
+  normal(mean 0.02, std 0.01) with zero bias, BatchNorm/LayerNorm 1/0; Conv1d keep trunc_normal(.02)
+  (Point_PQAE.py L129, L139-150). It overwrites the reference ``PQ_decoder``'s own xavier init
+  (``models/transformer.py`` L206-215) on every Linear, so the decoder's first init here (trunc_normal) only
+  shifts the random stream, never the distribution of a weight.
 - ``decoder_pos_embed`` exists in the reference (and its checkpoint) but is never used; it is kept for the
   layout and parameter count (29,597,024), frozen (``requires_grad=False``: it never gets a gradient in the
   reference either, and DDP without ``find_unused_parameters`` rejects trainable parameters that get none).
@@ -114,6 +117,7 @@ class PointPQAE(Method):
     """Decoupled views, shared encoder, positional-query cross-reconstruction (see the module docstring)."""
 
     name = "point_pqae"
+    display_name = "Point-PQAE"
     capabilities = frozenset({REPRESENTATION})
     checkpoint_prefix = "PQAE_encoder"
     config_class = PointPQAEConfig

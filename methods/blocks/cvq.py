@@ -132,7 +132,7 @@ def check_cvq_settings(num_latents: int, scales: Sequence[int], codebook_size: i
                        quant_resi: float) -> None:  # fmt: skip
     """ValueError (message starting with the argument's name) on impossible quantiser settings."""
     if quantizer not in QUANTIZERS:
-        raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {quantizer!r}")
+        raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {quantizer!r}")
     if not scales or any(int(s) != s or s < 1 for s in scales):
         raise ValueError(f"scales must be a non-empty list of positive token counts, got {list(scales)}")
     if any(b <= a for a, b in zip(scales, scales[1:], strict=False)):

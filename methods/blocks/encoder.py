@@ -8,8 +8,11 @@ Conventions:
 - With a cls token, ``cls_token`` and ``cls_pos`` (1, 1, C) are prepended to the tokens and the positions.
 - Patch tokens are embedded for ALL patches before a ``visible_mask`` selects some (as the reference does), so
   the patch embedding's BatchNorm statistics in training cover every patch, masked or not.
-- Init as the reference ``_init_weights``: Linear/Conv1d trunc_normal(.02), LayerNorm 1/0, cls tokens
-  trunc_normal(.02); BatchNorm keeps PyTorch's default.
+- Init (``init``): ``trunc_normal`` (default) = the reference pre-training encoders' ``_init_weights``
+  (Point_MAE.py ``MaskTransformer`` L234-247): Linear/Conv1d trunc_normal(.02), LayerNorm 1/0, BatchNorm keeps
+  PyTorch's default; ``torch_default`` = every layer keeps PyTorch's default, as the reference fine-tuning model
+  ``PointTransformer`` (Point_MAE.py L421-474) trained without ``--ckpts`` (``load_model_from_ckpt`` and its
+  ``_init_weights`` are never called). Either way the cls tokens are trunc_normal(.02) (Point_MAE.py L473-474).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from bench.api import Encoder, EncoderOutput
 from bench.errors import ConfigError
 from methods.blocks.grouping import PatchGrouper
 from methods.blocks.patch_embed import PatchEmbed
-from methods.blocks.transformer import Attention, AttnFactory, TransformerEncoder, init_vit_weights
+from methods.blocks.transformer import Attention, AttnFactory, TransformerEncoder, apply_init
 
 
 @dataclass
@@ -79,6 +82,7 @@ class PointEncoder(Encoder):
         drop_path: float,
         cls_token: bool = True,
         attn_layer: AttnFactory = Attention,
+        init: str = "trunc_normal",
     ) -> None:
         super().__init__()
         cfg.validate()
@@ -98,7 +102,7 @@ class PointEncoder(Encoder):
             dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, drop_path, attn_layer=attn_layer
         )
         self.norm = nn.LayerNorm(dim)
-        self.apply(init_vit_weights)
+        apply_init(self, init)
         if cls_token:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
             nn.init.trunc_normal_(self.cls_pos, std=0.02)

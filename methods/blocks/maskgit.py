@@ -47,7 +47,7 @@ class MaskSchedule:
 
     def check(self) -> None:
         if self.kind not in SCHEDULES:
-            raise ValueError(f"mask.kind must be one of {SCHEDULES}, got {self.kind!r}")
+            raise ValueError(f"mask.kind must be one of {', '.join(SCHEDULES)}, got {self.kind!r}")
         if not 0.0 <= self.low < 1.0 or not 0.0 < self.start <= 1.0:
             raise ValueError(f"mask.low must lie in [0, 1) and mask.start in (0, 1], got {self.low}, {self.start}")
         if self.kind == "sliding_exp":

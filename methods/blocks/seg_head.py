@@ -15,7 +15,14 @@ Reference structure (C = 384, L = 3 levels, K = 50 parts; widths in brackets at 
   logits = its NLL on log_softmax, and the argmax is the same).
 
 Parameter names are the official ones (``label_conv.*``, ``propagation_0.mlp_convs.N.*`` / ``mlp_bns.N.*``,
-``convs1-3``, ``bns1-2``) and PyTorch's default init is kept (the reference does not re-initialise the model).
+``convs1-3``, ``bns1-2``). Head init (``init``, :class:`SegmentationHeadConfig`, the partseg / semseg protocols'
+``suite.head``, set per method and suite in the method yaml's recipe): ``torch_default`` = PyTorch's default for
+every layer, as Point-MAE and Point-PQAE part segmentation (``segmentation/models/pt.py`` ``get_model``, no
+re-initialisation); ``trunc_normal`` = Conv1d/Linear trunc_normal(.02), zero bias, LayerNorm 1/0, BatchNorm kept,
+as Point-MaDi part segmentation (``part_segmentation/models/pt.py`` L228-241) and Point-PQAE / Point-MaDi S3DIS
+(``semantic_segmentation/models/pt.py`` L232-245 / L230-243). Those references re-initialise the whole model,
+encoder included, before loading the checkpoint; here only the head is: the encoder is the method's (its
+checkpoint overwrites it either way).
 Two linear layers are evaluated in an equivalent cheaper order (same parameters, same values up to rounding):
 the first propagation conv is applied to the G patch features before interpolating (interpolation weights sum
 to 1, so it commutes with the affine map), and ``convs1``'s global-feature columns once per cloud, not per point.
@@ -25,17 +32,51 @@ so the ViT-S head is exactly the reference and tiny encoders get a proportionall
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.api import Encoder
+from bench.errors import ConfigError
 from extensions import ops
+from methods.blocks.transformer import apply_init
 
 #: the reference's blocks for depth 12 (``fetch_idx = [3, 7, 11]``)
 REFERENCE_BLOCKS = (3, 7, 11)
+#: initialisations of the head's layers (module docstring)
+SEG_HEAD_INITS = ("torch_default", "trunc_normal")
+
+
+def known_fields(cls: type, options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``options`` as keyword arguments of dataclass ``cls``; ConfigError naming ``where`` for an unknown key."""
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {where} key(s) {unknown}; known: {known}")
+    return dict(options)
+
+
+@dataclass
+class SegmentationHeadConfig:
+    """``suite.head`` of the partseg and semseg protocols: the head's ``init`` (module docstring)."""
+
+    init: str = "torch_default"
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any], where: str = "suite.head") -> SegmentationHeadConfig:
+        """The validated config of a plain mapping of its fields (ConfigError naming ``where`` when wrong)."""
+        head = cls(**known_fields(cls, options, where))
+        head.validate(where)
+        return head
+
+    def validate(self, where: str = "suite.head") -> None:
+        """Raise ConfigError naming ``<where>.init`` for an unknown init."""
+        if self.init not in SEG_HEAD_INITS:
+            raise ConfigError(f"{where}.init={self.init!r} is not one of {', '.join(SEG_HEAD_INITS)}")
 
 
 def segmentation_blocks(depth: int, levels: int = 3) -> list[int]:
@@ -91,7 +132,8 @@ class SegmentationHead(nn.Module):
     num_classes: output classes (50 parts / 13 S3DIS classes); point_dim: width of the per-point input
     concatenated before propagation (3 = xyz as the reference; e.g. 6 for xyz + rgb); category_dim: size of the
     category one-hot fed through ``label_conv`` (16 for ShapeNetPart; 0 = no category input); label_dim: its
-    output width (64); propagation_dims / mlp_dims: layer widths (default: the reference's ratios of C).
+    output width (64); propagation_dims / mlp_dims: layer widths (default: the reference's ratios of C);
+    init: one of :data:`SEG_HEAD_INITS` (module docstring).
     """
 
     def __init__(
@@ -106,8 +148,11 @@ class SegmentationHead(nn.Module):
         propagation_dims: Sequence[int] | None = None,
         mlp_dims: Sequence[int] | None = None,
         dropout: float = 0.5,
+        init: str = "torch_default",
     ) -> None:
         super().__init__()
+        if init not in SEG_HEAD_INITS:
+            raise ValueError(f"SegmentationHead: init must be one of {', '.join(SEG_HEAD_INITS)}, got {init!r}")
         feature_dim = num_levels * token_dim
         propagation_dims = list(propagation_dims or (4 * token_dim, 8 * token_dim // 3))
         mlp_dims = list(mlp_dims or (4 * token_dim // 3, 2 * token_dim // 3))
@@ -129,6 +174,7 @@ class SegmentationHead(nn.Module):
         self.convs2 = nn.Conv1d(mlp_dims[0], mlp_dims[1], 1)
         self.bns2 = nn.BatchNorm1d(mlp_dims[1])
         self.convs3 = nn.Conv1d(mlp_dims[1], num_classes, 1)
+        apply_init(self, init)
 
     def forward(
         self, points: Tensor, centers: Tensor, levels: Sequence[Tensor], category: Tensor | None = None
@@ -166,7 +212,8 @@ class PointSegmenter(nn.Module):
     ``points[..., :3]``; its ``hidden`` outputs of ``blocks`` (default :func:`segmentation_blocks` of its
     ``depth``) go through its final LayerNorm ``norm`` when it has one (the reference's shared ``self.norm``).
     The reference segmentation model has no cls token: a backbone built with one has it removed (``cls_token`` /
-    ``cls_pos`` set to None) unless ``keep_cls_token``; encoder checkpoints are loaded after that.
+    ``cls_pos`` set to None) unless ``keep_cls_token``; encoder checkpoints are loaded after that. ``head_options``
+    go to :class:`SegmentationHead` (e.g. ``init``).
     """
 
     def __init__(

@@ -19,6 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+#: weight initialisations a model part can be configured with (its ``init`` option): ``torch_default`` = each
+#: layer keeps PyTorch's own init (nothing is re-drawn), ``trunc_normal`` = :func:`init_vit_weights`,
+#: ``xavier_uniform`` = :func:`init_xavier_weights`
+INIT_SCHEMES = ("torch_default", "trunc_normal", "xavier_uniform")
+
 
 def init_vit_weights(module: nn.Module) -> None:
     """Reference init (``_init_weights``): Linear/Conv1d trunc_normal(std .02, bounds +-2), bias 0; LayerNorm 1/0."""
@@ -29,6 +34,29 @@ def init_vit_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def init_xavier_weights(module: nn.Module) -> None:
+    """Reference decoder init (Point-MAE ``models/Point_MAE.py`` ``TransformerDecoder._init_weights`` L184-191,
+    the same in Point-MaDi and Point-PQAE): Linear xavier_uniform, bias 0; LayerNorm 1/0; Conv1d untouched."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def apply_init(module: nn.Module, scheme: str) -> None:
+    """Re-initialise every submodule of ``module`` with ``scheme`` (:data:`INIT_SCHEMES`); ``torch_default``
+    changes nothing and draws nothing from the random stream."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown init scheme {scheme!r}; known: {INIT_SCHEMES}")
+    if scheme == "trunc_normal":
+        module.apply(init_vit_weights)
+    elif scheme == "xavier_uniform":
+        module.apply(init_xavier_weights)
 
 
 def drop_path_rates(rate: float, depth: int) -> list[float]:
@@ -232,7 +260,10 @@ class TransformerDecoder(nn.Module):
     """Point-MAE decoder: ``depth`` blocks (pos at every input), then ``norm`` on the last ``n`` tokens only.
     Without ``pos`` no position is added; without ``n`` every token is normed (Point-PQAE ``PQ_decoder``).
 
-    Initialises its own weights with :func:`init_vit_weights`, as the reference decoder does.
+    Initialises its own weights with ``init`` (:func:`apply_init`). The reference decoders of Point-MAE, PQAE and
+    MaDi use ``xavier_uniform`` (Point_MAE.py L182-191); the default ``trunc_normal`` is kept for the callers that
+    re-initialise afterwards (PQAE's whole-model init, MaDi's xavier pass) or chose it (MMPD), so that their random
+    streams stay as they were.
     """
 
     def __init__(
@@ -244,11 +275,12 @@ class TransformerDecoder(nn.Module):
         qkv_bias: bool = False,
         drop_path: float = 0.0,
         attn_layer: AttnFactory = Attention,
+        init: str = "trunc_normal",
     ) -> None:
         super().__init__()
         self.blocks = _make_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path, attn_layer)
         self.norm = nn.LayerNorm(embed_dim)
-        self.apply(init_vit_weights)
+        apply_init(self, init)
 
     def forward(self, x: Tensor, pos: Tensor | None = None, n: int | None = None) -> Tensor:
         for block in self.blocks:

@@ -186,7 +186,8 @@ def test_finetune_from_an_official_madi_checkpoint(tiny_data_root, tiny_run, tmp
 
     model = PointMaDi(OmegaConf.to_object(resolve("modelnet40", "point_madi", profile="demo")).method)
     ckpt = _official_file(model, tmp_path / "pretrain.pth")
-    args = ["--quiet", "run", "suite=modelnet40", "method=point_madi", f"method.ckpt={ckpt}", *tiny_run,
+    args = ["--quiet", "run", "suite=modelnet40", "suite.variants=[1k]", "method=point_madi", f"method.ckpt={ckpt}",
+            *tiny_run,
             f"data.root={tiny_data_root}", f"output.dir={tmp_path / 'runs'}", "tracking.enabled=false"]  # fmt: skip
     assert main(args) == 0
     (record,) = load_records(tmp_path / "runs" / "records")

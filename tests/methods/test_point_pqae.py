@@ -179,7 +179,7 @@ def test_finetune_from_an_official_checkpoint(tiny_data_root, tiny_run, tmp_path
     args = [
         "--quiet",
         "run",
-        "suite=modelnet40",
+        "suite=modelnet40", "suite.variants=[1k]",
         "method=point_pqae",
         f"method.ckpt={ckpt}",
         *tiny_run,
