@@ -33,13 +33,16 @@ class TrainerConfig:
     """One Trainer for pre-training and fine-tuning (reference recipe: protocols.md 3.2).
 
     Learning rate: AdamW; cosine decay to ``min_lr`` after ``warmup_epochs`` of linear warm-up from
-    ``warmup_lr_init``, stepped once per epoch (timm ``CosineLRScheduler`` values, epoch e uses f(e)).
+    ``warmup_lr_init``, stepped once per epoch (timm ``CosineLRScheduler`` values f); ``schedule_convention``
+    says how many epochs run, which f each runs at and which are evaluated (:func:`bench.trainer.epoch_lr`).
     Weight decay is not applied to 1-D parameters, biases and ``*token*`` parameters (reference builder).
     """
 
     epochs: int = 300
     batch_size: int = 32
-    eval_batch_size: int = 0  # 0: twice batch_size, as the reference validates with 2 x total_bs
+    # 0: twice batch_size, as Point-MAE / MaDi validate (main.py L55 / L73: 2 x total_bs; PQAE main.py L61 uses
+    # total_bs); in eval mode the batch size changes no prediction
+    eval_batch_size: int = 0
     lr: float = 5.0e-4
     weight_decay: float = 0.05
     warmup_epochs: int = 10
@@ -50,6 +53,11 @@ class TrainerConfig:
     # reproduce the reference segmentation scripts' quirk (protocols.md 2.5): optimizer.step() on the raw gradient,
     # then clip_grad_norm_ and a second step on the clipped one, per batch. Off: one step on the clipped gradient.
     reference_double_step: bool = False
+    # pointbench: epochs 0..epochs-1, epoch e at f(e), every epoch evaluated | reference_runner: Point-MAE / PQAE /
+    # MaDi tools/runner_{finetune,pretrain}.py, `range(start, max_epoch + 1)`: epochs + 1 epochs, epoch e at
+    # f(max(e - 1, 0)) (scheduler.step(epoch) at each epoch's end), epoch 0 never evaluated | reference_seg: the
+    # segmentation main.py scripts, `range(0, args.epoch)`: epochs epochs at f(max(e - 1, 0)), every one evaluated
+    schedule_convention: str = "pointbench"
     amp: str = "auto"  # auto: bf16 autocast on CUDA, off on CPU | bf16 | off
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0

@@ -5,8 +5,15 @@ What varies between uses comes in as callables: ``step_fn(model, batch) -> {"los
 
 Conventions:
 - AdamW, no weight decay on 1-D parameters, biases and parameters whose name contains "token" (reference builder).
-- Learning rate per epoch from :func:`lr_at` (timm CosineLRScheduler values, warm-up not a prefix); the reference
-  calls ``scheduler.step(epoch)`` at the *end* of epoch e, so its epoch e+1 runs at f(e): we run epoch e at f(e).
+- Learning rate per epoch: f = :func:`lr_at` (timm CosineLRScheduler values, warm-up not a prefix), read through
+  ``trainer.schedule_convention`` (:data:`SCHEDULE_CONVENTIONS`): ``pointbench`` runs ``epochs`` epochs, epoch e at
+  f(e), each evaluated. The references build the scheduler before the loop (timm sets the groups to f(0)) and call
+  ``scheduler.step(epoch)`` at the *end* of epoch e, so their epoch e runs at f(max(e - 1, 0)):
+  ``reference_runner`` (Point-MAE / PQAE / MaDi ``tools/runner_finetune.py`` L103 / L100 / L95, and
+  ``runner_pretrain.py``: ``range(start, max_epoch + 1)``) runs ``epochs + 1`` epochs and never evaluates epoch 0
+  (``epoch != 0``); ``reference_seg`` (their ``segmentation`` / ``semantic_segmentation`` ``main.py``:
+  ``range(start, args.epoch)``) runs ``epochs`` epochs, each evaluated. An unevaluated epoch's history row has no
+  evaluation keys, and ``best.pt`` never holds it.
 - Gradients clipped to ``grad_clip`` (L2 norm over all parameters) when set. ``reference_double_step`` adds the
   segmentation references' extra step per batch: step on the raw gradient, clip, step again (protocols.md 2.5).
 - bf16 autocast on CUDA when ``amp`` is auto/bf16; CPU runs in float32 (bit-identical for the same seed).
@@ -100,6 +107,43 @@ def lr_at(epoch: int, cfg: TrainerConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * epoch / cfg.epochs))
 
 
+#: ``trainer.schedule_convention`` values -> what each runs (f = :func:`lr_at`), as records state it
+POINTBENCH, REFERENCE_RUNNER, REFERENCE_SEG = "pointbench", "reference_runner", "reference_seg"
+SCHEDULE_CONVENTIONS = {
+    POINTBENCH: "trainer.epochs epochs, epoch e at f(e), every epoch evaluated",
+    REFERENCE_RUNNER: "trainer.epochs + 1 epochs, epoch e at f(max(e - 1, 0)), epoch 0 not evaluated",
+    REFERENCE_SEG: "trainer.epochs epochs, epoch e at f(max(e - 1, 0)), every epoch evaluated",
+}
+
+
+def check_schedule_convention(cfg: TrainerConfig) -> str:
+    """The config's convention; ConfigError naming ``trainer.schedule_convention`` when it is not one we know."""
+    if cfg.schedule_convention not in SCHEDULE_CONVENTIONS:
+        raise ConfigError(f"trainer.schedule_convention={cfg.schedule_convention!r} is not one of "
+                          f"{', '.join(SCHEDULE_CONVENTIONS)}.")
+    return cfg.schedule_convention
+
+
+def epochs_run(cfg: TrainerConfig) -> int:
+    """Epochs ``fit`` runs: ``epochs``, one more under ``reference_runner`` (its ``range(start, max_epoch + 1)``)."""
+    return cfg.epochs + 1 if check_schedule_convention(cfg) == REFERENCE_RUNNER else cfg.epochs
+
+
+def epoch_lr(epoch: int, cfg: TrainerConfig) -> float:
+    """The lr epoch ``epoch`` runs at: f(e) under ``pointbench``; f(max(e - 1, 0)) under the reference conventions
+    (timm's constructor sets the groups to f(0), i.e. ``warmup_lr_init``, or ``lr`` without warm-up; then
+    ``scheduler.step(e)`` at the end of epoch e sets epoch e + 1's)."""
+    if check_schedule_convention(cfg) == POINTBENCH:
+        return lr_at(epoch, cfg)
+    return lr_at(max(epoch - 1, 0), cfg)
+
+
+def is_evaluated(epoch: int, cfg: TrainerConfig) -> bool:
+    """Whether ``fit`` evaluates epoch ``epoch``: always, except epoch 0 under ``reference_runner`` (the runners'
+    ``if epoch % args.val_freq == 0 and epoch != 0``, ``val_freq`` 1)."""
+    return not (check_schedule_convention(cfg) == REFERENCE_RUNNER and epoch == 0)
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: a Method's own (:meth:`bench.api.Method.param_groups`), else the reference builder's two."""
     if isinstance(model, Method):
@@ -151,6 +195,7 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.deterministic = make_deterministic(cfg.deterministic)
+        self.epochs = epochs_run(cfg)  # validates trainer.schedule_convention too
         self.step_count = 0
 
     # --- public ----------------------------------------------------------------------------------------------
@@ -163,7 +208,7 @@ class Trainer:
         select: Selection | None = None,
         on_epoch_end: EpochHook | None = None,
     ) -> TrainResult:
-        """Train ``cfg.epochs`` epochs (resuming from ``last.pt``); ``best.pt`` follows ``select``."""
+        """Train :func:`epochs_run` epochs (resuming from ``last.pt``); ``best.pt`` follows ``select``."""
         seed_everything(self.seed)
         model.to(self.device)
         optimizer = torch.optim.AdamW(param_groups(model, self.cfg.weight_decay), lr=self.cfg.lr)
@@ -172,10 +217,10 @@ class Trainer:
         result.resumed_from = state["epoch"] if state["epoch"] >= 0 else None
         wrapped = self._wrap(model)
         start = time.perf_counter()
-        self.progress.start(self.desc, total=self.cfg.epochs, completed=state["epoch"] + 1)
-        for epoch in range(state["epoch"] + 1, self.cfg.epochs):
+        self.progress.start(self.desc, total=self.epochs, completed=state["epoch"] + 1)
+        for epoch in range(state["epoch"] + 1, self.epochs):
             row = self._train_epoch(wrapped, model, train_set, optimizer, step_fn, epoch)
-            if evaluate is not None:
+            if evaluate is not None and is_evaluated(epoch, self.cfg):
                 row.update(self._evaluate(evaluate, model, epoch))
             self._track_best(model, row, select, result, epoch)
             result.history.append(row)
@@ -198,7 +243,7 @@ class Trainer:
 
     # --- internals ---------------------------------------------------------------------------------------------
     def _train_epoch(self, wrapped, model, train_set, optimizer, step_fn, epoch: int) -> dict[str, float]:
-        lr = lr_at(epoch, self.cfg)
+        lr = epoch_lr(epoch, self.cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
         if isinstance(model, Method):

@@ -11,7 +11,9 @@ Split (variant ``area5``): Area 5 is the test split, Areas 1-4 and 6 the trainin
 Items, as the reference ``S3DISDataset``: ``int(total points * sample_rate / num_point)`` items, allotted to the
 rooms as ``round(room points / total * items)`` each, in sorted file order. ``load(i)`` is the raw ROOM behind
 item ``i``; the random 1 m x 1 m block is drawn by the :class:`RoomBlock` transform (``s3dis_block``), so that
-randomness comes from the per-sample generator like every other transform.
+randomness comes from the per-sample generator like every other transform. The test split's items are random
+blocks too (the reference redraws them every epoch: its ``__getitem__`` uses the unseeded ``np.random``); which
+draw an epoch scores is the semseg protocol's ``suite.test_blocks``.
 
 Model input, as the reference: only xyz. The reference also computes rgb / 255 and the room-normalised
 coordinates (xyz / room max) but returns ``current_points[:, :3]``; we return only ``xyz`` and ``seg``.
@@ -106,6 +108,8 @@ class S3DIS(PointCloudDataset):
     """Rooms of one split, loaded once; ``len`` = number of block items (see the module docstring)."""
 
     name = "s3dis"
+    source = ("Stanford3dDataset_v1.2_Aligned_Version from http://buildingparser.stanford.edu/dataset.html, made "
+              "into stanford_indoor3d by collect_indoor3d_data.py of https://github.com/yanx27/Pointnet_Pointnet2_pytorch")
     variants: ClassVar[tuple[str, ...]] = ("area5",)
     class_names: ClassVar[list[str]] = CLASS_NAMES
     #: block_size / stride: the whole-room sliding blocks (reference whole-scene loader: 1.0 m, stride 0.5 m)

@@ -2,8 +2,11 @@
 few-shot).
 
 Per job (one method x variant x seed):
-- model: the method's backbone (cls token) + the reference head (concat(cls, max over tokens) -> MLP), encoder
-  weights from the pre-training checkpoint when there is one;
+- model: the method's backbone (cls token) + the reference head (pooled tokens -> MLP), encoder weights from the
+  pre-training checkpoint when there is one; ``suite.head`` (:class:`ClassificationHeadConfig`) sets the pooling
+  (``cls_max``: concat(cls, max over patch tokens), Point-MAE / PQAE; ``mean_max``: concat(mean, max) over all
+  tokens, MaDi) and the head's init (``torch_default``, as every reference; ``trunc_normal``), each method's
+  recipe for the suite naming its own (``recipe=shared``: the suite's, the same head for every method);
 - loss: cross-entropy; ``acc`` and ``macc`` (registered metrics, percent) on the test split after every epoch (the
   papers' selection set); the Trainer keeps the best ``test_<suite.metric>`` epoch in the metric's direction;
 - headline ``suite.metric`` (``acc`` or ``macc``): ``last`` (honest: last epoch), ``best`` (paper: best epoch on
@@ -20,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from bench.api import REPRESENTATION, JobContext, Protocol, Requirements
@@ -30,7 +34,7 @@ from bench.registry import PROTOCOLS
 from bench.results import HONEST, INFO, VOTE, VOTE_REPEATED, JobResult, MetricResult, Statistic
 from bench.schema import SuiteConfig, VoteConfig
 from bench.trainer import Selection, Trainer
-from methods.blocks.heads import PointClassifier
+from methods.blocks.heads import ClassificationHeadConfig, PointClassifier
 from suites.protocols.toolkit import (
     chain,
     check_point_budget,
@@ -59,10 +63,16 @@ SELECTION = {
 
 @dataclass
 class FinetuneSuite(SuiteConfig):
-    """The finetune protocol's settings: test-time voting and the optional validation hold-out."""
+    """The finetune protocol's settings: test-time voting, the optional validation hold-out, the head options."""
 
     vote: VoteConfig = field(default_factory=VoteConfig)
     validation: float = 0.0  # > 0: this fraction of train held out (stratified, split seed 0) -> per-epoch val_*
+    head: ClassificationHeadConfig = field(default_factory=ClassificationHeadConfig)
+
+
+def head_options(suite) -> ClassificationHeadConfig:
+    """The suite's validated ``suite.head`` (ConfigError naming the key when it is wrong)."""
+    return ClassificationHeadConfig.of(OmegaConf.to_container(suite.head, resolve=True))
 
 
 def step(model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -81,6 +91,7 @@ class Finetune(Protocol):
     @classmethod
     def check(cls, suite) -> None:
         check_point_budget(suite)
+        head_options(suite)
         if suite.metric not in SCORED:
             raise ConfigError(f"suite {suite.name}: suite.metric={suite.metric!r} is not scored by the finetune "
                               f"protocol; it scores {', '.join(SCORED)}.")
@@ -95,7 +106,7 @@ class Finetune(Protocol):
         test_set = prepared(ctx, "test", chain(suite.transforms.test))
         backbone = job_backbone(ctx)
         load_report = load_pretrained(backbone, ctx)
-        model = PointClassifier(backbone, suite.num_classes)
+        model = PointClassifier(backbone, suite.num_classes, head_options(suite))
         trainer = make_trainer(ctx)
         batch = eval_batch_size(ctx.cfg.trainer)
         scored = [(split, samples, samples.labels()) for split, samples in (("test", test_set), ("val", val_set))

@@ -5,12 +5,15 @@ Per job (one method x variant x seed):
 - model: the method's backbone (cls token removed, as the reference segmentation model has none) + the shared
   reference head (:class:`PointSegmenter`: blocks 4, 8, 12 of 12, or :func:`segmentation_blocks` of a shallower
   encoder; category one-hot through ``label_conv``; feature propagation to every point), encoder weights from the
-  pre-training checkpoint when there is one;
+  pre-training checkpoint when there is one; the head's init is ``suite.head.init`` (:class:`SegmentationHeadConfig`:
+  ``torch_default`` as Point-MAE / PQAE, ``trunc_normal`` as MaDi), set by each method's shapenetpart recipe;
 - data: ``trainval`` through ``transforms.train`` (the reference's random ``npoints`` resample with replacement)
   and ``transforms.augment`` (isotropic scale U[0.8, 1.25], shift U[-0.1, 0.1]^3); loss cross-entropy over all
   parts (= the reference's NLL on log_softmax). One optimizer step per batch unless
   ``trainer.reference_double_step`` reproduces the reference's second one (its ``num_iter == 1`` quirk,
-  protocols.md 2.5); the record lists the deviation when it is off;
+  protocols.md 2.5); ``trainer.schedule_convention`` is the reference's ``reference_seg`` in the paper profile
+  (``range(0, args.epoch)``, ``scheduler.step(epoch)`` at each epoch's end, ``t_initial=args.epoch``); the
+  record's ``deviations`` list whichever differs;
 - every epoch, on the ``test`` split, prediction restricted to the true category's parts (:mod:`.segmentation`
   metrics), two ways:
   ``inst_miou`` / ``cls_miou`` / ``acc``: on ``transforms.test`` views (the reference's random ``npoints`` draw
@@ -25,6 +28,7 @@ epochs (the reference logs "Best class avg mIOU" and "Best inctance avg mIOU" tr
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,13 +44,15 @@ from bench.data.transforms import build_transform
 from bench.errors import ConfigError, DataError
 from bench.registry import DATASETS, METRICS, PROTOCOLS
 from bench.results import JobResult
-from bench.trainer import Selection
-from methods.blocks.seg_head import PointSegmenter
+from bench.schema import SuiteConfig
+from bench.trainer import REFERENCE_SEG, Selection
+from methods.blocks.seg_head import PointSegmenter, SegmentationHeadConfig
 from suites.protocols.toolkit import (
     CachedSamples,
     chain,
     check_point_budget,
     curve_result,
+    double_step_deviation,
     eval_batch_size,
     eval_mode,
     job_backbone,
@@ -54,6 +60,7 @@ from suites.protocols.toolkit import (
     load_pretrained,
     make_trainer,
     prepared,
+    schedule_deviation,
     spec_of,
 )
 
@@ -65,12 +72,9 @@ SCORES = {
     "inst_miou": ("resample", "inst_miou"), "cls_miou": ("resample", "cls_miou"), "acc": ("resample", "acc"),
     "inst_miou_all": ("all", "inst_miou"), "cls_miou_all": ("all", "cls_miou"), "acc_all": ("all", "acc"),
 }  # fmt: skip
-#: where this protocol knowingly differs from the reference (DESIGN: record it)
-DOUBLE_STEP = ("one optimizer step per batch; the reference steps twice per batch (protocols.md 2.5; "
-               "trainer.reference_double_step=true reproduces it)")
-DEVIATIONS = (
-    "cosine schedule over trainer.epochs; the reference's CosineLRScheduler hard-codes t_initial=100",
-)
+#: the reference loop the records cite: Point-MAE / PQAE segmentation, MaDi part_segmentation main.py (each
+#: CosineLRScheduler has t_initial=args.epoch: L150 / L196 / L186)
+REFERENCE_LOOP = "Point-MAE / PQAE segmentation, MaDi part_segmentation main.py L165-L207 / L211-L256 / L203-L244"
 SELECTION = {
     "best": "max over epochs of test Inst. mIoU on the random resample (test-set selection, as the papers report)",
     "last": "test Inst. mIoU on the random resample after the last epoch (no selection)",
@@ -117,10 +121,18 @@ class Scores:
         return {name: metric.compute() for name, metric in self.metrics.items()}
 
 
+@dataclass
+class PartSegSuite(SuiteConfig):
+    """The partseg protocol's settings: the segmentation head's options."""
+
+    head: SegmentationHeadConfig = field(default_factory=SegmentationHeadConfig)
+
+
 @PROTOCOLS.register("partseg")
 class PartSeg(Protocol):
     name = "partseg"
     requires = Requirements(frozenset({REPRESENTATION}))
+    suite_class = PartSegSuite
 
     def run(self, ctx: JobContext) -> JobResult:
         suite = ctx.cfg.suite
@@ -142,12 +154,18 @@ class PartSeg(Protocol):
         result = trainer.fit(model, train_set, self.step, evaluate, select=select, on_epoch_end=ctx.on_epoch_end)
         results = [curve_result(n, SCORES[n][1], result.history, result.best_epoch if n == suite.metric else None,
                                 self.rules(n, suite.metric)) for n in names]
-        deviations = [*([] if ctx.cfg.trainer.reference_double_step else [DOUBLE_STEP]), *DEVIATIONS]
         extra = {"checkpoint_load": load_report, "resumed_from_epoch": result.resumed_from,
-                 "blocks": list(model.blocks), "deviations": deviations}  # fmt: skip
+                 "blocks": list(model.blocks), "deviations": self.deviations(ctx.cfg.trainer)}  # fmt: skip
         return JobResult(results, result.history, extra)
 
     # --- pieces -------------------------------------------------------------------------------------------
+    @staticmethod
+    def deviations(trainer: Any) -> list[str]:
+        """Where the job's loop differs from the reference's (DESIGN: record it): one optimizer step per batch
+        unless ``trainer.reference_double_step``; a ``trainer.schedule_convention`` other than ``reference_seg``."""
+        return [*double_step_deviation(trainer, REFERENCE_LOOP),
+                *schedule_deviation(trainer, REFERENCE_SEG, REFERENCE_LOOP)]
+
     @staticmethod
     def rules(name: str, headline: str) -> dict[str, str]:
         """Selection wording of metric ``name``'s ``last`` / ``best`` (each best its own max over epochs)."""
@@ -159,6 +177,7 @@ class PartSeg(Protocol):
     @classmethod
     def check(cls, suite: Any) -> None:
         cls.metric_names(suite)
+        SegmentationHeadConfig.of(OmegaConf.to_container(suite.head, resolve=True))
 
     @staticmethod
     def metric_names(suite: Any) -> list[str]:
@@ -176,7 +195,9 @@ class PartSeg(Protocol):
 
     @staticmethod
     def build_model(ctx: JobContext, num_categories: int) -> tuple[PointSegmenter, dict | None]:
-        model = PointSegmenter(job_backbone(ctx), ctx.cfg.suite.num_classes, category_dim=num_categories)
+        head = SegmentationHeadConfig.of(OmegaConf.to_container(ctx.cfg.suite.head, resolve=True))
+        model = PointSegmenter(job_backbone(ctx), ctx.cfg.suite.num_classes, category_dim=num_categories,
+                               init=head.init)  # fmt: skip
         return model, load_pretrained(model.backbone, ctx)
 
     @staticmethod

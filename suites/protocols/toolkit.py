@@ -39,7 +39,7 @@ from bench.metrics.base import Direction
 from bench.pretraining import Stage, set_trainable
 from bench.registry import DATASETS, METRICS
 from bench.results import HONEST, INFO, PAPER, MetricResult, Statistic
-from bench.trainer import Trainer, TrainResult
+from bench.trainer import SCHEDULE_CONVENTIONS, Trainer, TrainResult
 
 
 class CachedSamples(Dataset):
@@ -212,6 +212,25 @@ def eval_batch_size(trainer_cfg: Any) -> int:
     return int(trainer_cfg.eval_batch_size or 2 * trainer_cfg.batch_size)
 
 
+def double_step_deviation(trainer_cfg: Any, script: str) -> list[str]:
+    """The record's deviation (``details["deviations"]``) when a reference ``script`` (file and lines) steps twice
+    per batch and ``trainer.reference_double_step`` is off; [] when it is on."""
+    if trainer_cfg.reference_double_step:
+        return []
+    return [f"one optimizer step per batch; the reference steps twice per batch ({script}: step, clip, step; "
+            "trainer.reference_double_step=true reproduces it)"]
+
+
+def schedule_deviation(trainer_cfg: Any, reference: str, script: str) -> list[str]:
+    """The record's deviation when ``trainer.schedule_convention`` is not ``reference``, the convention of the
+    reference ``script`` (file and lines; :data:`bench.trainer.SCHEDULE_CONVENTIONS`); [] when it is."""
+    used = trainer_cfg.schedule_convention
+    if used == reference:
+        return []
+    return [f"trainer.schedule_convention={used} ({SCHEDULE_CONVENTIONS[used]}); the reference loop ({script}) "
+            f"runs {SCHEDULE_CONVENTIONS[reference]} (trainer.schedule_convention={reference} reproduces it)"]
+
+
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` in eval mode without gradients; its training flag is restored afterwards."""
@@ -256,10 +275,13 @@ def spec_of(metric: str):
 def curve_statistics(history: list[dict[str, float]], key: str, direction: Direction, best_epoch: int | None,
                      rules: dict[str, str]) -> dict[str, Statistic]:  # fmt: skip
     """``last`` (honest), ``best`` (paper: best epoch in ``direction``) and ``best_epoch`` of ``history[key]``;
-    ``best_epoch`` is the Trainer's selection when given, else the first best epoch."""
-    values = [row[key] for row in history]
+    ``best_epoch`` is the Trainer's selection when given, else the first best epoch (its index in ``history``).
+    Rows without ``key`` (an epoch the schedule convention does not evaluate, e.g. ``reference_runner``'s 0) are
+    skipped."""
+    scored = [(i, row[key]) for i, row in enumerate(history) if key in row]
+    values = [value for _, value in scored]
     best = direction.best(values)
-    epoch = best_epoch if best_epoch is not None else values.index(best)
+    epoch = best_epoch if best_epoch is not None else scored[values.index(best)][0]
     return {
         "last": Statistic(values[-1], rules.get("last", ""), HONEST),
         "best": Statistic(best, rules.get("best", ""), PAPER),

@@ -162,8 +162,8 @@ def test_check_names_the_bad_setting(override, needle):
 
 
 @pytest.mark.parametrize("profile", ["paper", "quick", "demo"])
-@pytest.mark.parametrize(("other", "key", "value", "plain_value"), [("generation_box", "normalisation", "box", "global"),
-                                                                    ("generation_class", "condition", "class", "none")])
+@pytest.mark.parametrize(("other", "key", "value", "plain_value"), [
+    ("generation_box", "normalisation", "box", "global"), ("generation_class", "condition", "class", "none")])
 def test_the_sibling_suites_differ_from_the_global_one_only_in_name_and_their_key(profile, other, key, value,
                                                                                   plain_value):
     plain = {name: OmegaConf.to_container(config(suite=name, profile=profile), resolve=True)

@@ -104,3 +104,4 @@ def test_paper_profile_is_the_reference_setting() -> None:
     assert (cfg.suite.npoints, cfg.suite.num_group, cfg.suite.group_size, cfg.suite.num_classes) == (2048, 128, 32, 50)
     assert (cfg.trainer.lr, cfg.trainer.batch_size, cfg.trainer.epochs) == (2.0e-4, 16, 300)
     assert not math.isnan(cfg.trainer.weight_decay) and cfg.suite.metric == "inst_miou"
+    assert cfg.trainer.schedule_convention == "reference_seg"  # segmentation/main.py L165, L207

@@ -72,3 +72,5 @@ def test_bench_run_s3dis_scratch_end_to_end(tiny_data_root, tiny_run, tmp_path):
         for stat in ("last", "best"):
             assert 0.0 <= record.flat()[f"{name}_{stat}"] <= 100.0
     assert torch.isfinite(torch.tensor(list(record.flat().values()))).all()
+    # demo: fixed test blocks, one step per batch, our schedule; each recorded as a deviation from the reference
+    assert record.details["test_blocks"] == "fixed" and len(record.details["deviations"]) == 3
