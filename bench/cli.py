@@ -2,7 +2,10 @@
 
 Arguments after the sub-command are ``key=value`` (``suite=scanobjectnn method=all trainer.epochs=5``).
 Exit codes: 0 ok; 2 config error; 3 data error; 4 checkpoint error; 5 output error; 1 anything unexpected.
-A user error prints one paragraph and no traceback (``--debug`` shows it).
+A user error prints one paragraph and no traceback (``--debug`` shows it). ``bench run --help`` documents the
+grammar, selectors, overrides and outputs; ``bench run ... --dry-run`` prints the plan (:func:`bench.plan.dry_run`).
+Start-up: only argparse and :mod:`bench.errors` at import; each command imports what it needs, after its arguments
+parse, so help and selector errors never import torch (``benchmarks/test_startup.py`` times them).
 """
 
 from __future__ import annotations
@@ -14,24 +17,100 @@ import sys
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.records import set_command
+
+DESCRIPTION = "bench: run, tune, show, ls, report, score generation, data {check, synth, prepare}."
+EPILOG = """arguments after the sub-command are key=value (bench run suite=scanobjectnn method=all trainer.epochs=5);
+bench <command> --help tells more.
+exit codes: 0 ok; 2 config error; 3 data error; 4 checkpoint error; 5 output error; 1 anything unexpected."""
+RUN_DESCRIPTION = """Run a sweep: every method x variant x seed of each suite, one run record per job (and an MLflow
+run), then the leaderboard. A job whose record exists is skipped: the same command again resumes a sweep."""
+RUN_EPILOG = """arguments are key=value, no spaces around "="; a value is read as YAML (5, 1e-4, true, [0,1]).
+
+selectors:
+  suite=NAME[,NAME...]      required; one of:
+{suites}
+  method=all|NAME[,NAME]    default all: every method whose capabilities the suite's protocol needs
+                            (bench ls lists them); naming one that lacks them is an error
+  {profile:<26}default: paper when the data is real, demo on the synthetic stand-in
+  recipe=method|shared      default method (each method's own recipe); shared: one common recipe
+  seeds=[0,1,2]             a list, in brackets (seeds=0,1 is an error)
+
+overrides:
+  KEY=VALUE                 any key of the resolved config (bench show prints it): trainer.epochs=50,
+                            trainer.lr=1e-4, data.root=/data, output.dir=/runs, executor.workers=2,
+                            tracking.uri=http://host:5000; a list element by its index:
+                            pretrain.stages.0.trainer.epochs=5
+  +overrides=FILE.yaml      a YAML mapping of config keys (bench tune writes best_overrides.yaml)
+  ~KEY                      remove a key of a free-form mapping (~tune.space) before the KEY=VALUE ones
+  layers, later wins: schema defaults < suites/<suite>.yaml < methods/configs/<method>.yaml < its
+  recipes.<suite> (recipe=method) < bench/profiles/<profile>.yaml < the suite's and the method's
+  profiles.<profile> < +overrides files < ~KEY < KEY=VALUE. Unknown keys and values of the wrong type are
+  errors before any work starts.
+
+examples:
+  bench run suite=scanobjectnn                        every method, variant and seed; profile from the data
+  bench run suite=scanobjectnn method=scratch,point_mae seeds=[0,1] trainer.epochs=50 profile=quick
+  bench run suite=modelnet40 method=point_mae method.ckpt=/path/pretrain.pth     the authors' checkpoint
+  bench run suite=scanobjectnn method=point_mae +overrides=runs/tuning/<study>/best_overrides.yaml
+  bench run suite=scanobjectnn --dry-run              the plan: jobs, done, cached, data, time
+
+outputs, under output.dir (default ./runs):
+  records/                  one run record (JSON) per job; the leaderboard is made from them
+  leaderboard/              leaderboard.md, .csv, .tex, .html
+  mlflow.db, mlartifacts/   the MLflow store (tracking.uri=... for another, tracking.enabled=false for none)
+  pretrain/<method>-<hash>/ pre-training checkpoints, reused while the pre-training config is the same
+  work/                     per-job checkpoints (last.pt resumes an interrupted job, best.pt)
+data: data.root (default ./data, or $BENCH_DATA); without the real files the synthetic stand-in under
+<data.root>/synthetic is written and used, and every result says so."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A sub-command's parser whose epilog is made only when its help is shown (``epilog_fn``): listing the suites
+    reads the config package, which the other commands' start-up need not pay for."""
+
+    def __init__(self, *args, epilog_fn=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.epilog_fn = epilog_fn
+
+    def format_help(self) -> str:
+        if self.epilog_fn is not None:
+            self.epilog = self.epilog_fn()
+        return super().format_help()
+
+
+def _run_epilog() -> str:
+    import textwrap
+
+    from bench.config import suite_names
+    from bench.schema import PROFILES
+
+    suites = textwrap.fill(", ".join(suite_names()), width=110, initial_indent=" " * 28, subsequent_indent=" " * 28)
+    return RUN_EPILOG.format(suites=suites, profile="profile=" + "|".join(PROFILES))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     # the same flags after the sub-command (bench run ... --quiet); SUPPRESS keeps the top-level value otherwise
     flags = argparse.ArgumentParser(add_help=False)
     flags.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     flags.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress display")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", parents=[flags], help="run a sweep: bench run suite=scanobjectnn method=all ...")
-    run.add_argument("args", nargs="*")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
+    run = sub.add_parser("run", parents=[flags], help="run a sweep: bench run suite=scanobjectnn method=all ...",
+                         description=RUN_DESCRIPTION, epilog_fn=_run_epilog,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, which are done, cached "
+                     "pre-trainings, the data found, a time estimate from earlier records); run and write nothing")
+    run.add_argument("args", nargs="*", metavar="key=value", help="selectors and config overrides (below)")
     tune = sub.add_parser("tune", parents=[flags], help="Optuna study: bench tune suite=... method=... tune.trials=N")
-    tune.add_argument("args", nargs="*")
+    tune.add_argument("args", nargs="*", metavar="key=value", help="the selectors and overrides of bench run (bench "
+                      "run --help) and tune.* (tune.trials, tune.space, tune.metric; bench/tuning.py); the study goes "
+                      "to <output.dir>/tuning/<study>/")
     show = sub.add_parser("show", parents=[flags], help="print the resolved config: bench show suite=... method=...")
-    show.add_argument("args", nargs="*")
+    show.add_argument("args", nargs="*", metavar="key=value", help="the selectors and overrides of bench run "
+                      "(bench run --help)")
     ls = sub.add_parser("ls", parents=[flags], help="list methods, suites, profiles and the data found")
     ls.add_argument("args", nargs="*", help="data.root=... to look elsewhere")
     report = sub.add_parser("report", parents=[flags], help="write the leaderboard from the run records")
@@ -50,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from bench.records import set_command
+
     set_command(shlex.join(["bench", *(sys.argv[1:] if argv is None else argv)]))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -67,21 +148,33 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``bench run``: the sweep (or, ``--dry-run``, its plan); the heavy imports come after the arguments parse."""
     from bench.config import parse_cli
+
+    request = parse_cli(args.args)
+    if args.dry_run:
+        from bench.plan import dry_run, dry_run_lines
+
+        print("\n".join(dry_run_lines(dry_run(request))))
+        return 0
     from bench.progress import make_progress
     from bench.records import load_records
     from bench.runner import run
     from bench.trainer import is_main_process
+
+    progress = make_progress(args.quiet)
+    try:
+        outcome = run(request, progress)  # a bad config value fails in here, before the reports are imported
+    finally:
+        progress.close()
+    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
+        return 0
     from reports.leaderboard import summarize
     from reports.render import render_markdown, write_leaderboard
 
-    request = parse_cli(args.args)
-    progress = make_progress(args.quiet)
-    outcome = run(request, progress)
-    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports
-        return 0
     out = outcome.output_dir
     paths = write_leaderboard(load_records(out / "records"), out / "leaderboard", out / "tuning")
+    outcome.log_leaderboard(paths)  # the files as artifacts of the sweep run (nothing when tracking is off)
     if not args.quiet:
         print(render_markdown(summarize(outcome.records)))
     print(f"ran {outcome.ran} job(s), {outcome.skipped} already done")
@@ -98,7 +191,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from bench.tuning import tune
     from bench.tuning_report import trial_table
 
-    outcome = tune(parse_cli(args.args), make_progress(args.quiet))
+    progress = make_progress(args.quiet)
+    try:
+        outcome = tune(parse_cli(args.args), progress)
+    finally:
+        progress.close()
     print(trial_table(outcome.summary))
     print(f"ran {outcome.ran} trial(s); study summary: {outcome.summary_path}")
     if outcome.summary["overrides_file"]:
@@ -145,16 +242,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.leaderboard import summarize
-    from reports.render import render_markdown, write_leaderboard
+    from reports.render import write_leaderboard
     from reports.sources import gather_records
 
     options = _kv(args.args)
     output = Path(options.get("output.dir", "./runs"))
+    # no records but tuning studies (only `bench tune` has run): a report of the studies
     records = gather_records(output, options.get("tracking.uri"), options.get("tracking.experiment", "pointbench"))
     paths = write_leaderboard(records, output / "leaderboard", tuning_dir=output / "tuning")
     if not args.quiet:
-        print(render_markdown(summarize(records)))
+        print(paths["md"].read_text(encoding="utf-8"))
     print(f"leaderboard: {paths.get('md')} (also {_others(paths)})")
     return 0
 
@@ -191,7 +288,7 @@ def score_lines(record) -> list[str]:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from bench.data.check import check_data
+    from bench.data.check import check_report
 
     names = [a for a in args.args if "=" not in a] if args.action == "prepare" else []  # bench data prepare fewshot
     options = _kv([a for a in args.args if a not in names])
@@ -206,14 +303,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     if args.action == "prepare":
         return _prepare(root, options, names)
-    for status in check_data(root):
-        counts = f" (train {status.n_train}, test {status.n_test})" if status.present else ""
-        print(f"{status.dataset}/{status.variant}: {'present' if status.present else 'MISSING'}{counts}")
-        for path in status.missing:
-            print(f"    missing: {path}")
-        for problem in status.problems:
-            print(f"    note: {problem}")
-    return 0
+    report = check_report(root, options.get("suite"))  # sources, folders, weights, summary (bench/data/check.py)
+    print("\n".join(report.lines()))
+    return report.exit_code  # non-zero when suite=<name> lacks some of its data
 
 
 def _prepare(root: Path, options: dict[str, str], names: list[str] | tuple[str, ...] = ()) -> int:

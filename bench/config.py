@@ -9,8 +9,6 @@ why this is not Hydra (Hydra rejects ``method=all`` as a config group).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from bench.errors import ConfigError
 from bench.registry import DATASETS, METHODS, PROTOCOLS, did_you_mean, load_plugins
@@ -73,15 +71,16 @@ def parse_cli(tokens: list[str]) -> CliRequest:
         else:
             overrides.append(token)
     suites = _expand(selected.get("suite", ""), suite_names(), "suite")
-    load_plugins()
-    method = selected.get("method", "all")
-    methods = None if method == "all" else _expand(method, METHODS.names(), "method")
     profile = selected.get("profile") or None
     if profile is not None and profile not in PROFILES:
-        raise ConfigError(f'unknown profile "{profile}".{did_you_mean(profile, PROFILES)} Choose from {PROFILES}.')
+        raise ConfigError(f'unknown profile "{profile}".{did_you_mean(profile, PROFILES)} '
+                          f"Choose from {', '.join(PROFILES)}.")
     recipe = selected.get("recipe", "method")
     if recipe not in RECIPES:
         raise ConfigError(f'unknown recipe "{recipe}". Choose "method" (each method\'s own) or "shared".')
+    load_plugins()  # the selectors above fail fast, before the plug-ins (torch) are imported
+    method = selected.get("method", "all")
+    methods = None if method == "all" else _expand(method, METHODS.names(), "method")
     return CliRequest(suites, methods, profile, recipe, overrides)
 
 
@@ -242,15 +241,34 @@ def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
     except TypeError as err:  # a mapping where the config holds a list, or the reverse
         raise ConfigError(f"{source}: {err}: a list in the config was given a mapping (or a mapping a list); set "
                           "one element of a list by its index, e.g. pretrain.stages.0.trainer.epochs=5") from None
+    except ValidationError as err:  # the key exists (an unknown one is a ConfigKeyError): its value is wrong
+        if getattr(err, "full_key", None):
+            raise ConfigError(bad_value(source, err.full_key, err.value, str(err))) from None
+        raise ConfigError(f"{source}: bad config value: {str(err).splitlines()[0]}") from None
     except OmegaConfBaseException as err:
         first_line = str(err).splitlines()[0]
         key = getattr(err, "full_key", None) or "?"
         raise ConfigError(f'{source}: bad config key "{key}": {first_line}') from None
 
 
+#: OmegaConf's words for a value of the wrong type -> what the key takes
+_EXPECTED = {"to Integer": "an integer", "to Float": "a number", "valid bool": "true or false",
+             "is not a ListConfig": "a list"}
+
+
+def bad_value(source: str, key: str, value: Any, detail: str) -> str:
+    """The message for a known key given a value of the wrong type: ``trainer.epochs=abc`` -> not an integer;
+    ``seeds=0,1`` -> not a list, with the bracketed spelling (``seeds=[0,1]``) as the suggestion."""
+    expected = next((word for needle, word in _EXPECTED.items() if needle in detail), None)
+    if expected is None:
+        return f'{source}: bad value for {key}: {detail.splitlines()[0]}'
+    hint = f" Did you mean {key}=[{value}]?" if expected == "a list" else ""
+    return f'{source}: bad value for {key}: "{value}" is not {expected}.{hint}'
+
+
 def _validate(cfg: DictConfig) -> None:
     if cfg.data.source not in DATA_SOURCES:
-        raise ConfigError(f'data.source must be one of {DATA_SOURCES}, got "{cfg.data.source}".')
+        raise ConfigError(f'data.source must be one of {", ".join(DATA_SOURCES)}, got "{cfg.data.source}".')
     known = known_variants(cfg)
     for variant in cfg.suite.variants:
         if variant not in known:
@@ -306,60 +324,6 @@ def variant_config(cfg: DictConfig, variant: str) -> DictConfig:
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
     """Plain nested dict (for records, MLflow params and hashing)."""
     return OmegaConf.to_container(cfg, resolve=True)
-
-
-def config_hash(data: Any, length: int = 10) -> str:
-    """Stable short hash of plain data (sorted-key JSON)."""
-    text = json.dumps(data, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def pretrain_identity(plain: dict[str, Any]) -> dict[str, Any]:
-    """The ``pretrain`` section as hashed: ``stages`` and ``side_data`` are left out while empty, so every
-    pre-training made before stages existed keeps its hash (and its cache folder)."""
-    return {k: v for k, v in plain.items() if not (k in ("stages", "side_data") and not v)}
-
-
-def finetune_hash(cfg: DictConfig) -> str:
-    """Identity of a fine-tuning configuration, independent of seed, variant, paths and tracking."""
-    plain = to_plain(cfg)
-    keep = {k: plain[k] for k in ("method", "pretrain", "trainer", "suite", "recipe")}
-    keep["pretrain"] = pretrain_identity(keep["pretrain"])
-    keep["suite"] = {k: v for k, v in keep["suite"].items() if k != "variants"}
-    keep["method"] = {k: v for k, v in keep["method"].items() if k != "ckpt"}
-    keep["ckpt"] = plain["method"].get("ckpt")
-    return config_hash(keep)
-
-
-def trained_method(plain: dict[str, Any]) -> dict[str, Any]:
-    """The ``method`` section as pre-training sees it: without ``ckpt`` and without the method config's
-    ``sampling_fields`` (sampler settings change samples, not weights, so they never re-run a pre-training)."""
-    skip = {"ckpt", *getattr(METHODS.get(plain["method"]["name"]).config_class, "sampling_fields", ())}
-    return {k: v for k, v in plain["method"].items() if k not in skip}
-
-
-def pretrain_hash(cfg: DictConfig, data_kind: str) -> str:
-    """Identity of an unstaged pre-training run: method architecture + pretext + recipe + data kind."""
-    plain = to_plain(cfg)
-    method = trained_method(plain)
-    return config_hash({"method": method, "pretrain": pretrain_identity(plain["pretrain"]), "data_kind": data_kind})
-
-
-def stage_hash(cfg: DictConfig, upto: int, data_kinds: list[str],
-               side_digests: list[dict[str, str]] | None = None) -> str:  # fmt: skip
-    """Identity of stage ``upto`` of ``pretrain.stages``: the method, the shared ``pretrain`` settings and every
-    stage up to and including it (with their data kinds), so changing stage k re-runs stages k and later only.
-    ``side_digests``: per stage, the sha256 of each side-data file it reads (new teachers re-run the stages that
-    read them); stages without side data leave the hash as it was before side data existed."""
-    plain = to_plain(cfg)
-    method = trained_method(plain)
-    shared = {k: v for k, v in plain["pretrain"].items() if k != "stages"}
-    chain = plain["pretrain"]["stages"][: upto + 1]
-    identity = {"method": method, "pretrain": shared, "stages": chain, "data_kinds": data_kinds[: upto + 1]}
-    digests = (side_digests or [])[: upto + 1]
-    if any(digests):
-        identity["side_data"] = digests
-    return config_hash(identity)
 
 
 def dump_yaml(cfg: DictConfig) -> str:

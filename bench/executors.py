@@ -4,12 +4,15 @@ Contract: ``executor.run(fn, jobs, progress, on_done)`` calls ``fn(job, progress
 ``on_done(job)`` in this process after each job has finished. ``fn`` (the runner's ``execute_job``) writes the job's
 RunRecord itself, so records are the source of truth: the runner reads them back afterwards, and a job whose record
 exists is never handed to an executor again (that is how every executor resumes). A failed job raises here after
-the others have been waited for (pool, Slurm) or at once (in-process).
+the jobs already running have been waited for (pool: queued ones are cancelled; Slurm: after every task) or at
+once (in-process).
 
 - ``local`` (default), ``executor.workers=1``: in this process, one job after another; Ctrl-C leaves ``last.pt``.
 - ``local``, ``executor.workers=N``: a pool of N spawned processes; each job's progress goes to its record and
-  MLflow, one line per finished job to the console. torch threads per worker: cpu_count / N (unless
-  ``trainer.threads`` is set). A worker whose parent dies (the run killed by SIGTERM/SIGKILL) exits within
+  MLflow, and ``on_done`` runs as each job finishes (not when the last one does). Each worker's epoch progress
+  reaches the console through :class:`bench.progress.ProgressRelay` (its jobs get a
+  :class:`~bench.progress.WorkerProgress`). torch threads per worker: cpu_count / N (unless ``trainer.threads`` is
+  set). A worker whose parent dies (the run killed by SIGTERM/SIGKILL) exits within
   :data:`PARENT_POLL_S`; its job resumes from ``last.pt`` on the next run.
 - ``slurm``: every pending job of the sweep as ONE submitit array job (``map_array``; at most
   ``executor.array_parallelism`` tasks at once), each task one job with ``executor.gpus``/``cpus``/``mem_gb``/
@@ -29,12 +32,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, ConfigError
-from bench.progress import Progress
+from bench.progress import Progress, ProgressRelay, WorkerProgress, set_worker_queue
 
 JobFn = Callable[[Any, Progress | None], Any]
 DoneFn = Callable[[Any], None]
@@ -71,16 +74,18 @@ def _exit_when_orphaned(parent_pid: int, poll_s: float) -> None:
             os._exit(1)
 
 
-def _init_worker(threads: int, parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
+def _init_worker(threads: int, parent_pid: int, relay_queue: Any = None, poll_s: float = PARENT_POLL_S) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    set_worker_queue(relay_queue)
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid, poll_s), daemon=True,
                      name="orphan-watch").start()
 
 
 class ProcessPool(Executor):
-    """``workers`` spawned processes; a job's failure stops the pool (queued jobs are cancelled) and re-raises."""
+    """``workers`` spawned processes; each job is reported (``on_done``) as it finishes; a job's failure stops the
+    pool (queued jobs are cancelled, running ones finish) and re-raises."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -90,18 +95,18 @@ class ProcessPool(Executor):
             return
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(threads, os.getpid())) as pool:
-            futures = {pool.submit(fn, job, None): job for job in jobs}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    if future.exception() is not None:
-                        for other in pending:
-                            other.cancel()
-                        raise future.exception()
-                    on_done(futures[future])
+        # the relay is left after the pool (a with-statement exits right to left), so every event is replayed
+        with ProgressRelay(progress, context) as relay, ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_init_worker,
+                initargs=(threads, os.getpid(), relay.queue)) as pool:
+            futures = {pool.submit(fn, job, WorkerProgress()): job for job in jobs}
+            for future in as_completed(futures):
+                error = future.exception()
+                if error is not None:
+                    for other in futures:
+                        other.cancel()
+                    raise error
+                on_done(futures[future])
 
 
 class Slurm(Executor):

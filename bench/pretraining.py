@@ -11,7 +11,9 @@ stages existed stay valid). Its result lives in ``<output.dir>/pretrain/<method>
 authors' layout (``{"base_model": whole-method state_dict, "epoch": ...}``, encoder under ``<checkpoint_prefix>.``)
 with ``pretrain.json`` beside it. Changing stage k re-runs stage k and the stages after it, never those before.
 
-MLflow: one pre-training run per method under the sweep; with declared stages, one run per stage under it.
+MLflow: one pre-training run per method under the sweep; with declared stages, one run per stage under it. Each is
+tagged with its method, stage name(s) and hash, and once trained with its checkpoint's path, sha256 and size (tags,
+not an uploaded ``.pth``; :mod:`bench.tracking`). A cached pre-training opens no run.
 
 Side data: before any stage trains, every stage still to run gets its data, and its side data is checked against
 every sample id. On the synthetic stand-in, a side-data file that is absent is first written by the stand-in writer
@@ -33,15 +35,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bench.checkpoints import load_method_checkpoint, save_pretrain_checkpoint
-from bench.config import pretrain_hash, stage_hash, stage_trainer
+from bench.config import stage_trainer
 from bench.data.base import TransformedDataset, build_dataset
 from bench.data.side import WithSideData, load_side_data, write_standin_side_data
 from bench.data.transforms import build_transform
 from bench.errors import CheckpointError, ConfigError
+from bench.identity import pretrain_hash, stage_hash
 from bench.io import atomic_write_text
 from bench.registry import DATASETS, SIDE_DATA
 from bench.schema import StageConfig
 from bench.sources import REAL, SYNTHETIC, DataSource, locate
+from bench.tracking import run_name
 from bench.trainer import Trainer, seed_everything
 
 CHECKPOINT_NAME = "pretrain.pth"
@@ -121,22 +125,27 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
     folders = [output_dir / "pretrain" / f"{method_cls.name}-{key}" for key in keys]
     kind = SYNTHETIC if SYNTHETIC in kinds else REAL
     if (folders[-1] / CHECKPOINT_NAME).exists():
+        note(f"pre-training {method_cls.name}: cached, {folders[-1] / CHECKPOINT_NAME}")
         return EncoderSource("cache", str(folders[-1] / CHECKPOINT_NAME), kind, keys[-1], _details(stages, folders))
     # every stage still to run gets its data (side data checked against every sample id) before any stage trains
     to_run = [i for i, folder in enumerate(folders) if not (folder / CHECKPOINT_NAME).exists()]
     datasets = {i: stage_dataset(stages[i], located[i], cfg.pretrain.seed) for i in to_run}
+    for i in sorted(set(range(len(stages))) - set(to_run)):  # the stages reused from an earlier run
+        note(f"pre-training {method_cls.name} ({stages[i].name}): cached, {folders[i] / CHECKPOINT_NAME}")
     parent = tracker.open_run(
-        key=f"pretrain/{method_cls.name}/{keys[-1]}", name=f"pretrain {method_cls.name}", parent=sweep_run,
+        key=f"pretrain/{method_cls.name}/{keys[-1]}", name=run_name(method_cls.name, "pretrain"), parent=sweep_run,
         params={"method": OmegaConf.to_container(cfg.method), "pretrain": OmegaConf.to_container(cfg.pretrain,
                                                                                              resolve=True)},
-        tags={"bench.stage": "pretrain", "bench.data_kind": kind},
+        tags={**_run_tags("pretrain", method_cls.name, ",".join(s.name for s in stages), keys[-1]),
+              "bench.data_kind": kind},
     )
     previous = None
     for i, (stage, data, folder) in enumerate(zip(stages, located, folders, strict=True)):
         if not (folder / CHECKPOINT_NAME).exists():
             run_id = parent if not cfg.pretrain.stages else tracker.open_run(
-                key=f"pretrain/{method_cls.name}/{keys[i]}/{stage.name}", name=f"stage {stage.name}", parent=parent,
-                params={"stage": stage.name, "index": i}, tags={"bench.stage": "pretrain_stage"})
+                key=f"pretrain/{method_cls.name}/{keys[i]}/{stage.name}", parent=parent,
+                name=run_name(method_cls.name, "pretrain", f"stage {stage.name}"), params={"stage": stage.name,
+                "index": i}, tags=_run_tags("pretrain_stage", method_cls.name, stage.name, keys[i]))
             try:
                 run_stage(cfg, method_cls, stage, datasets[i], data.kind, folder, previous, tracker, run_id, progress)
             except BaseException as err:  # no pre-training run is left RUNNING
@@ -145,11 +154,18 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
                     tracker.close_run(run, status=status)
                 raise
             if run_id != parent:
+                tracker.tag_checkpoint(run_id, folder / CHECKPOINT_NAME)
                 tracker.close_run(run_id)
         previous = folder / CHECKPOINT_NAME
+    tracker.tag_checkpoint(parent, previous)  # path, sha256 and size as tags (the .pth is not uploaded)
     tracker.log_artifact_text(parent, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     tracker.close_run(parent)
     return EncoderSource("pretrained", str(previous), kind, keys[-1], _details(stages, folders))
+
+
+def _run_tags(run_kind: str, method: str, stages: str, key: str) -> dict[str, str]:
+    """MLflow tags of a pre-training run (:mod:`bench.tracking`): its kind, method, stage name(s) and cache hash."""
+    return {"bench.stage": run_kind, "bench.method": method, "bench.pretrain_stage": stages, "bench.pretrain_hash": key}
 
 
 def _details(stages: list[Stage], folders: list[Path]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class Statistic:
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
-            raise ValueError(f"statistic role {self.role!r} is not one of {ROLES}")
+            raise ValueError(f"statistic role {self.role!r} is not one of {', '.join(ROLES)}")
         self.value = float(self.value)
 
 

@@ -27,17 +27,18 @@ from omegaconf import DictConfig
 
 from bench.aggregate import group_statistics
 from bench.api import JobContext
-from bench.config import CliRequest, config_hash, dump_yaml, to_plain
+from bench.config import CliRequest, dump_yaml, to_plain
 from bench.env import environment
 from bench.errors import JobStopped, OutputError
 from bench.executors import make_executor
+from bench.identity import config_hash
 from bench.plan import JobSpec, SuitePlan, job_spec, plan_suite
 from bench.pretraining import EncoderSource, encoder_source
-from bench.progress import NullProgress, Progress
+from bench.progress import NullProgress, Progress, once
 from bench.records import RunRecord, current_command, read_record, record_path, set_command, write_record
 from bench.registry import METHODS, PROTOCOLS, load_plugins
 from bench.results import statistics_line
-from bench.tracking import NullTracker, make_tracker, tracker_for
+from bench.tracking import NullTracker, log_files, make_tracker, run_name, tracker_for
 from bench.trainer import barrier, init_distributed, is_main_process, resolve_device, seed_everything, world_size
 
 __all__ = ["JobSpec", "SweepOutcome", "ensure_writable", "execute_job", "run", "run_job"]
@@ -45,13 +46,21 @@ __all__ = ["JobSpec", "SweepOutcome", "ensure_writable", "execute_job", "run", "
 
 @dataclass
 class SweepOutcome:
-    """What a sweep did: its output folder, the records of every planned job, how many ran, where MLflow is."""
+    """What a sweep did: its output folder, the records of every planned job, how many ran, where MLflow is (its
+    store, experiment and one sweep run per suite)."""
 
     output_dir: Path
     records: list[RunRecord] = field(default_factory=list)
     ran: int = 0
     skipped: int = 0
     tracking_uri: str | None = None
+    experiment: str = "pointbench"
+    sweep_runs: list[str] = field(default_factory=list)
+
+    def log_leaderboard(self, paths: dict[str, Path]) -> None:
+        """The leaderboard files as written (format -> path) as artifacts ``leaderboard/<file>`` of every sweep run
+        of this invocation (nothing when tracking is disabled)."""
+        log_files(self.tracking_uri, self.experiment, self.sweep_runs, paths, "leaderboard")
 
 
 def ensure_writable(folder: Path) -> Path:
@@ -71,51 +80,65 @@ def ensure_writable(folder: Path) -> Path:
 def run(request: CliRequest, progress: Progress) -> SweepOutcome:
     """Run every suite of ``request``; write records and MLflow runs (the CLI renders the reports from them).
 
-    Every suite is planned first, so an incompatible method or a bad setting in any suite fails before any work."""
+    Every suite is planned first, so an incompatible method or a bad setting in any suite fails before any work.
+    Each distinct notice (no data here, the stand-in used, a cached pre-training) is shown once per call."""
     if init_distributed() and not is_main_process():
         progress = NullProgress()
-    plans = [plan_suite(suite, request, progress.message) for suite in request.suites]
+    note = once(progress.message)
+    plans = [plan_suite(suite, request, note) for suite in request.suites]
     outcome: SweepOutcome | None = None
     for plan in plans:
-        outcome = run_suite(plan, request, progress, outcome)
+        outcome = run_suite(plan, request, progress, outcome, note)
     assert outcome is not None
     barrier()
     return outcome
 
 
-def run_suite(plan: SuitePlan, request: CliRequest, progress: Progress, outcome: SweepOutcome | None) -> SweepOutcome:
+def run_suite(plan: SuitePlan, request: CliRequest, progress: Progress, outcome: SweepOutcome | None,
+              note=None) -> SweepOutcome:  # fmt: skip
+    """Pre-train (or reuse) every method, then hand the jobs without a record to the executor; ``note``: where
+    notices go (default ``progress.message``)."""
+    note = note or progress.message
     first = plan.configs[plan.methods[0]]  # resolved with the chosen profile (the demo profile sets executor.*)
     output_dir = ensure_writable(Path(first.output.dir).expanduser().resolve())
     outcome = outcome or SweepOutcome(output_dir)
     executor = make_executor(first.executor, output_dir, distributed=world_size() > 1)  # bad settings fail early
     tracker = make_tracker(first.tracking.enabled, first.tracking.uri, first.tracking.experiment, output_dir) \
         if is_main_process() else NullTracker()
-    outcome.tracking_uri = tracker.uri
+    outcome.tracking_uri, outcome.experiment = tracker.uri, first.tracking.experiment
     same_sweep = [o for o in request.overrides if not o.startswith("executor.")]  # where jobs run is not identity
     kind = plan.data_kind
     sweep_key = config_hash([plan.suite, plan.methods, plan.profile, request.recipe, same_sweep, kind])
     sweep_run = tracker.open_run(
-        f"sweep/{sweep_key}", f"{plan.suite} sweep ({plan.profile}, {kind})",
+        f"sweep/{sweep_key}", run_name(plan.suite, f"sweep ({plan.profile}, {kind})"),
         params={"suite": plan.suite, "methods": ",".join(plan.methods), "profile": plan.profile,
                 "recipe": request.recipe, "overrides": " ".join(request.overrides), "data_kind": kind},
-        tags={"bench.stage": "sweep", "bench.suite": plan.suite},
+        tags={"bench.stage": "sweep", "bench.suite": plan.suite, "bench.profile": plan.profile,
+              "bench.data_kind": kind},
     )
+    if sweep_run is not None:
+        outcome.sweep_runs.append(sweep_run)
     progress.message(f"{plan.suite}: {len(plan.methods)} method(s) x {len(plan.variants)} variant(s) x "
                      f"{len(first.seeds)} seed(s), profile {plan.profile}, {kind} data")
     groups: list[GroupPlan] = []
     for method in plan.methods:  # pre-training (or import / cache) of every method, before any job is dispatched
         cfg = plan.configs[method]
-        encoder = encoder_source(cfg, METHODS.get(method), output_dir, tracker, sweep_run, progress, progress.message)
+        encoder = encoder_source(cfg, METHODS.get(method), output_dir, tracker, sweep_run, progress, note)
         groups.extend(plan_method(cfg, plan, encoder, output_dir, tracker, sweep_run, sweep_key))
     barrier()  # under torchrun every rank has planned from the same records before rank 0 writes new ones
     pending = [job for group in groups for job in group.pending]
     outcome.skipped += sum(len(group.job_ids) for group in groups) - len(pending)
 
-    def report(job: JobSpec) -> None:  # the job's line, from its record (rank 0 alone writes records)
+    def report(job: JobSpec) -> None:  # the job's line as it finishes, from its record (rank 0 alone writes them)
         if is_main_process():
-            progress.message(_job_line(read_record(job.path)))
+            progress.job_done(_job_line(read_record(job.path)))
 
-    executor.run(execute_job, pending, progress, report)
+    if pending:
+        progress.sweep_start(f"{plan.suite} sweep", len(pending))
+    try:
+        executor.run(execute_job, pending, progress, report)
+    finally:
+        progress.sweep_finish()
     outcome.ran += len(pending)
     if is_main_process():
         for group in groups:
@@ -144,9 +167,10 @@ def plan_method(cfg: DictConfig, plan: SuitePlan, encoder: EncoderSource, output
                          output_dir / "records", tracking_uri=tracker.uri, experiment=cfg.tracking.experiment)
                 for seed in cfg.seeds]
         group_run = tracker.open_run(
-            f"{sweep_key}/{method}/{variant}/{jobs[0].fhash}", f"{method} / {variant}", parent=sweep_run,
-            params=to_plain(jobs[0].cfg),
-            tags={"bench.stage": "group", "bench.method": method, "bench.variant": variant},
+            f"{sweep_key}/{method}/{variant}/{jobs[0].fhash}", run_name(method, f"{plan.suite}/{variant}"),
+            parent=sweep_run, params=to_plain(jobs[0].cfg),
+            tags={"bench.stage": "group", "bench.method": method, "bench.suite": plan.suite, "bench.variant": variant,
+                  "bench.data_kind": jobs[0].kind},
         )
         for job in jobs:
             job.group_run = group_run
@@ -188,8 +212,11 @@ def run_job(job: JobSpec, tracker, group_run: str | None, progress: Progress, ep
     cfg = job.cfg
     plain = to_plain(cfg)
     run_id = tracker.open_run(
-        f"{job.sweep_key}/{job.job_id}/{job.fhash}", f"seed {job.seed}", parent=group_run, params=plain,
-        tags={"bench.stage": "job", "bench.job_id": job.job_id, "bench.data_kind": job.kind},
+        f"{job.sweep_key}/{job.job_id}/{job.fhash}",
+        run_name(cfg.method.name, f"{cfg.suite.name}/{job.variant}", f"seed {job.seed}"), parent=group_run,
+        params=plain, tags={"bench.stage": "job", "bench.job_id": job.job_id, "bench.data_kind": job.kind,
+                            "bench.method": cfg.method.name, "bench.suite": cfg.suite.name,
+                            "bench.variant": job.variant, "bench.seed": str(job.seed)},
     )
 
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
@@ -240,4 +267,4 @@ def final_metrics(results) -> dict[str, float]:
 
 
 def _job_line(record: RunRecord) -> str:
-    return f"  {record.job_id}: {statistics_line(record.headline)}  [{record.wall_time_s:.0f} s]"
+    return f"{record.job_id}: {statistics_line(record.headline)}  [{record.wall_time_s:.0f} s]"

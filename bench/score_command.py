@@ -237,7 +237,7 @@ def score_generation(options: ScoreOptions, note=print) -> tuple[Any, Path]:
     """Score the samples and write their RunRecord; returns (record, its path). Nothing is written on bad input."""
     from omegaconf import OmegaConf
 
-    from bench.config import config_hash
+    from bench.identity import config_hash
     from bench.registry import METHODS, load_plugins
 
     load_plugins()

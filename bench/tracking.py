@@ -12,14 +12,31 @@ Several processes (``executor.workers``, Slurm array tasks) write to one store: 
 (:func:`tracker_for`, one per process) and attaches its job run to the group run id it is given. SQLite allows one
 writer at a time and answers "database is locked" to the others, so every store call is retried with
 jittered back-off (up to ``LOCK_RETRY_S`` seconds) on that error.
+
+Names and tags, for filtering: runs are named ``point_mae · scanobjectnn/objbg · seed 0`` (job), ``point_mae ·
+scanobjectnn/objbg`` (method x variant), ``point_mae · pretrain`` (pre-training; ``· stage <name>`` per declared
+stage), parts joined by :data:`NAME_SEP`. Tags: ``bench.stage`` (the run's kind: sweep | group | job | pretrain |
+pretrain_stage), ``bench.suite``, ``bench.method``, ``bench.variant``, ``bench.seed``, ``bench.data_kind``; a
+pre-training run also ``bench.pretrain_stage`` (its stage name(s)), ``bench.pretrain_hash`` and, once trained, its
+checkpoint as tags (``bench.checkpoint`` path, ``bench.checkpoint_sha256``, ``bench.checkpoint_bytes``; the ``.pth``
+itself is not uploaded: it can be hundreds of MB). In the UI: ``tags.bench.seed = '0' and tags.bench.variant =
+'objbg'``. The leaderboard files are artifacts ``leaderboard/leaderboard.<fmt>`` of each sweep run
+(:func:`log_files`, called once the CLI has written them).
+
+Re-runs: reopening a run that had FINISHED keeps it FINISHED with its first end time, so its Duration stays the
+work it recorded (running a finished sweep again does no new work), and tags the visit ``bench.resumed_at`` (UTC, ISO
+8601); closing it FINISHED again changes nothing. A run reopened in any other state (a crash, a kill) is RUNNING
+again, is tagged the same way, and ends when it is closed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +46,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 MAX_PARAM_LENGTH = 6000
 PARENT_TAG = "mlflow.parentRunId"
 KEY_TAG = "bench.key"
+RESUMED_TAG = "bench.resumed_at"
+NAME_SEP = " · "
 LOCK_RETRY_S = 120.0
 _TRACKERS: dict[tuple[str, str], MlflowTracker] = {}
 
@@ -70,7 +89,13 @@ class NullTracker:
     def log_artifact_text(self, run_id: str | None, text: str, artifact_file: str) -> None:
         pass
 
-    def log_artifact_file(self, run_id: str | None, path: Path) -> None:
+    def log_artifact_file(self, run_id: str | None, path: Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def set_tags(self, run_id: str | None, tags: dict[str, str]) -> None:
+        pass
+
+    def tag_checkpoint(self, run_id: str | None, path: Path) -> None:
         pass
 
     def close_run(self, run_id: str | None, status: str = "FINISHED") -> None:
@@ -104,9 +129,8 @@ class MlflowTracker:
             [self.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
         ))
         if existing:
-            run_id = existing[0].info.run_id
-            _retry(lambda: self._client.update_run(run_id, status="RUNNING"))
-            return run_id
+            self._reopen(existing[0], name, tags or {})
+            return existing[0].info.run_id
         all_tags = {KEY_TAG: key, **(tags or {})}
         if parent:
             all_tags[PARENT_TAG] = parent
@@ -129,13 +153,37 @@ class MlflowTracker:
         if run_id is not None:
             _retry(lambda: self._client.log_text(run_id, text, artifact_file))
 
-    def log_artifact_file(self, run_id: str | None, path: Path) -> None:
+    def log_artifact_file(self, run_id: str | None, path: Path, artifact_path: str | None = None) -> None:
         if run_id is not None:
-            _retry(lambda: self._client.log_artifact(run_id, str(path)))
+            _retry(lambda: self._client.log_artifact(run_id, str(path), artifact_path))
+
+    def set_tags(self, run_id: str | None, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        if run_id is not None and tags:
+            items = [RunTag(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in tags.items()]
+            _retry(lambda: self._client.log_batch(run_id, tags=items))
+
+    def tag_checkpoint(self, run_id: str | None, path: Path) -> None:
+        """The checkpoint ``path`` as tags of ``run_id``: absolute path, sha256 and size (:func:`checkpoint_tags`)."""
+        if run_id is not None:
+            self.set_tags(run_id, checkpoint_tags(path))
 
     def close_run(self, run_id: str | None, status: str = "FINISHED") -> None:
-        if run_id is not None:
-            _retry(lambda: self._client.set_terminated(run_id, status=status))
+        """End the run with ``status``; a run that is FINISHED already (reopened by a re-run) keeps its end time."""
+        if run_id is None:
+            return
+        if status == "FINISHED" and _retry(lambda: self._client.get_run(run_id)).info.status == "FINISHED":
+            return
+        _retry(lambda: self._client.set_terminated(run_id, status=status))
+
+    def _reopen(self, run, name: str, tags: dict) -> None:
+        """A FINISHED run stays FINISHED (first end time kept); any other is RUNNING again. Both get today's name
+        and tags and ``bench.resumed_at`` (runs from older versions gain the names and tags they lacked)."""
+        run_id = run.info.run_id
+        status = None if run.info.status == "FINISHED" else "RUNNING"
+        _retry(lambda: self._client.update_run(run_id, status=status, name=name))
+        self.set_tags(run_id, {**tags, RESUMED_TAG: datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -157,6 +205,32 @@ def _retry(call: Callable[[], Any], budget_s: float | None = None) -> Any:
                 raise
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 2.0)
+
+
+def run_name(*parts: str) -> str:
+    """A run's display name: its parts joined by :data:`NAME_SEP` (``point_mae · scanobjectnn/objbg · seed 0``)."""
+    return NAME_SEP.join(parts)
+
+
+def checkpoint_tags(path: Path) -> dict[str, str]:
+    """``bench.checkpoint`` (absolute path), ``bench.checkpoint_sha256`` and ``bench.checkpoint_bytes`` of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bench.checkpoint": str(Path(path).resolve()), "bench.checkpoint_sha256": digest.hexdigest(),
+            "bench.checkpoint_bytes": str(Path(path).stat().st_size)}
+
+
+def log_files(uri: str | None, experiment: str, run_ids: Iterable[str | None], paths: dict[str, Path],
+              artifact_path: str) -> None:
+    """Every existing file of ``paths`` (e.g. the leaderboard by format) as an artifact ``<artifact_path>/<name>``
+    of each run of ``run_ids``, through this process's tracker; ``uri`` None (tracking disabled): nothing."""
+    tracker = tracker_for(uri, experiment)
+    files = [Path(p) for p in paths.values() if Path(p).is_file()]
+    for run_id in run_ids:
+        for path in files:
+            tracker.log_artifact_file(run_id, path, artifact_path)
 
 
 def _is_number(value: Any) -> bool:

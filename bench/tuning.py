@@ -76,6 +76,7 @@ from bench.results import HONEST
 from bench.runner import ensure_writable, run_job
 from bench.sources import DataSource
 from bench.tracking import make_tracker
+from bench.trainer import is_evaluated
 from bench.tuning_space import Param, as_overrides, parse_space
 
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -164,7 +165,7 @@ def check_tune(tune: DictConfig) -> None:
         raise ConfigError(f'tune.objective must be "best" or "last", not "{tune.objective}".')
     if tune.pruner not in PRUNERS:
         raise ConfigError(f'tune.pruner "{tune.pruner}" is unknown.{did_you_mean(tune.pruner, PRUNERS)} '
-                          f"Choose from {PRUNERS}.")
+                          f"Choose from {', '.join(PRUNERS)}.")
     if not 0.0 < tune.val_fraction < 1.0:
         raise ConfigError(f"tune.val_fraction={tune.val_fraction}: the held-out part of train must lie in (0, 1).")
     if not tune.seeds:
@@ -344,8 +345,11 @@ def run_seed(study: Study, cfg: DictConfig, trial: optuna.Trial, seed: int, tria
     encoder = encoder_source(cfg, method_cls, study.output_dir, study.tracker, study.mlflow_run, progress,
                              progress.message)
     offset = int(trial.user_attrs.get("epochs_run", 0))
+    trainer_cfg = OmegaConf.to_object(cfg.trainer)
 
     def report(epoch: int, row: dict[str, float]) -> None:
+        if tune.metric not in row and not is_evaluated(epoch, trainer_cfg):
+            return  # the reference runner's epoch 0: trained at the warm-up's first lr, never evaluated
         if tune.metric not in row:
             raise ConfigError(f'tune.metric "{tune.metric}" is not among the epoch metrics of suite '
                               f"{study.suite} ({', '.join(sorted(row))}).")
@@ -356,7 +360,7 @@ def run_seed(study: Study, cfg: DictConfig, trial: optuna.Trial, seed: int, tria
 
     job = job_spec(cfg, study.variant, seed, study.data, encoder, workdir, f"tune/{study.name}/trial{trial.number}")
     record = run_job(job, study.tracker, trial_run, progress, epoch_hook=report)
-    curve = [optuna_value(study.direction, row[tune.metric]) for row in record.epochs]
+    curve = [optuna_value(study.direction, row[tune.metric]) for row in record.epochs if tune.metric in row]
     pick = min if study.optuna_direction == "minimize" else max
     return (pick(curve) if tune.objective == "best" else curve[-1]), float(record.headline.value(HONEST))
 

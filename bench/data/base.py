@@ -57,6 +57,8 @@ class PointCloudDataset(Dataset, ABC):
     seed_option: ClassVar[str | None] = None
     #: per category index, its global part ids (part segmentation sets; [] for the others)
     category_parts: ClassVar[list[list[int]]] = []
+    #: where the official files come from (URL or project page, as text: nothing is downloaded; bench data check)
+    source: ClassVar[str] = ""
 
     def __init__(self, root: Path, split: str, variant: str = "default", **options: Any) -> None:
         _check_choice(f"{self.name} split", split, self.splits)

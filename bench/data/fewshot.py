@@ -151,6 +151,8 @@ class ModelNetFewshot(PointCloudDataset):
     """One fold of one few-shot setting. Options: ``fold`` (0..9), ``use_normals`` (add ``normal``)."""
 
     name = "modelnet_fewshot"
+    source = ("the folds every paper uses, from Point-BERT's DATASET.md, https://github.com/lulutang0608/Point-BERT "
+              "(or bench data prepare fewshot draws new ones)")
     variants: ClassVar[tuple[str, ...]] = tuple(SETTINGS)
     class_names: ClassVar[list[str]] = modelnet40.CLASS_NAMES
     option_defaults: ClassVar[dict[str, Any]] = {"fold": 0, "use_normals": False}

@@ -74,6 +74,7 @@ class ScanObjectNN(PointCloudDataset):
     """ScanObjectNN classification (15 classes), raw h5 coordinates, 2048 points per object officially."""
 
     name = "scanobjectnn"
+    source = "https://hkust-vgd.github.io/scanobjectnn/ (the project page; the download follows its terms-of-use form)"
     variants: ClassVar[tuple[str, ...]] = ("objbg", "objonly", "hardest")
     class_names: ClassVar[list[str]] = CLASS_NAMES
 

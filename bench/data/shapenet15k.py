@@ -78,6 +78,7 @@ class ShapeNet15k(PointCloudDataset):
     """ShapeNetCore.v2.PC15k shapes of one category or all; label = synset index in the sorted 55-synset list."""
 
     name = "shapenet15k"
+    source = "the Google Drive link in PointFlow's README, https://github.com/stevenygd/PointFlow"
     variants: ClassVar[tuple[str, ...]] = ("airplane", "chair", "car", "all")
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     class_names: ClassVar[list[str]] = [SYNSET_NAMES[s] for s in SYNSETS]

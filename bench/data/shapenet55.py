@@ -57,6 +57,8 @@ class ShapeNet55(PointCloudDataset):
     """ShapeNet-55 complete shapes; label = synset index in the sorted 55-synset list. Option ``whole``."""
 
     name = "shapenet55"
+    source = ("Point-BERT's DATASET.md, https://github.com/lulutang0608/Point-BERT (shapenet_pc/*.npy and the "
+              "ShapeNet-55 split lists)")
     class_names: ClassVar[list[str]] = [SYNSET_NAMES[s] for s in SYNSETS]
     option_defaults: ClassVar[dict[str, Any]] = {"whole": False}
 

@@ -136,6 +136,8 @@ class ShapeNetOcc(PointCloudDataset):
     """ShapeNet shapes with occupancy query points in the ONet layout; label = synset index of the 55."""
 
     name = "shapenet_occ"
+    source = ("the preprocessed ShapeNet of Occupancy Networks (its README: bash scripts/download_data.sh, "
+              "73.4 GB), https://github.com/autonomousvision/occupancy_networks")
     variants: ClassVar[tuple[str, ...]] = ("all", *CATEGORIES)
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     class_names: ClassVar[list[str]] = [SYNSET_NAMES[s] for s in SYNSETS]

@@ -138,6 +138,8 @@ class ShapeNetPart(PointCloudDataset):
     """ShapeNetPart shapes with per-point part labels; label = category index. Options ``normals``, ``cache``."""
 
     name = "shapenetpart"
+    source = ("https://shapenet.cs.stanford.edu/media/shapenetcore_partanno_segmentation_benchmark_v0_normal.zip "
+              "(the link in Point-MAE's DATASET.md)")
     splits: ClassVar[tuple[str, ...]] = tuple(SPLIT_LISTS)
     class_names: ClassVar[list[str]] = CATEGORY_NAMES
     option_defaults: ClassVar[dict[str, Any]] = {"normals": False, "cache": True}

@@ -14,11 +14,12 @@ import abc
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
-
-from torch import Tensor
+from typing import TYPE_CHECKING, ClassVar
 
 from bench.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: records and the CLI read metric specs without importing torch
+    from torch import Tensor
 
 
 @dataclass(frozen=True)

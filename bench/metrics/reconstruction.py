@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from bench.metrics.base import MAX, MIN, Metric
 from bench.registry import METRICS
@@ -116,6 +115,8 @@ def surface_distances(pred: Any, gt: Any) -> SurfaceDistances:
     pred_arr, gt_arr = _cloud("pred", pred, allow_empty=True), _cloud("gt", gt)
     if len(pred_arr) == 0:
         return SurfaceDistances(np.zeros(0), np.full(len(gt_arr), math.inf))
+    from scipy.spatial import cKDTree  # here, not at import: loading the plug-ins stays free of scipy
+
     pred_to_gt = cKDTree(gt_arr).query(pred_arr, k=1)[0]
     gt_to_pred = cKDTree(pred_arr).query(gt_arr, k=1)[0]
     return SurfaceDistances(np.asarray(pred_to_gt), np.asarray(gt_to_pred))

@@ -29,8 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.svm import LinearSVC
 from torch import Tensor, nn
 
 from bench.api import REPRESENTATION, EncoderOutput, JobContext, Protocol, Requirements
@@ -93,13 +91,17 @@ def encode(backbone: nn.Module, samples: CachedSamples, device: torch.device, ba
     return features.double().numpy()
 
 
-def accuracy(clf: LinearSVC, x: np.ndarray, y: np.ndarray) -> float:
+def accuracy(clf: Any, x: np.ndarray, y: np.ndarray) -> float:
     """Overall accuracy in percent."""
     return 100.0 * float(np.mean(clf.predict(x) == y))
 
 
-def fit(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> tuple[LinearSVC, int]:
-    """LinearSVC(C=c) fitted on (x, y); also the number of ConvergenceWarnings raised (0 or 1)."""
+def fit(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> tuple[Any, int]:
+    """LinearSVC(C=c) fitted on (x, y); also the number of ConvergenceWarnings raised (0 or 1). sklearn is imported
+    here, not at module level: every command that loads the plug-ins would otherwise pay for it (about 1 s)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import LinearSVC
+
     clf = LinearSVC(C=c, dual=True, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)

@@ -11,9 +11,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from bench.api import REPRESENTATION
 from bench.cli import main
 from bench.records import load_records
-from bench.registry import METHODS
+from bench.registry import METHODS, load_plugins
+
+load_plugins()
+#: what `method=all` means for scanobjectnn: every method with the representation capability (not g3pt)
+REPRESENTATION_METHODS = [m for m in METHODS.names() if REPRESENTATION in METHODS.get(m).capabilities]
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +40,7 @@ def test_sweep_writes_one_record_per_job_marked_synthetic(sweep):
     _, out = sweep
     records = load_records(out / "records")
     assert sorted((r.method, r.variant) for r in records) == sorted(
-        (m, v) for m in METHODS.names() for v in ("objbg", "objonly", "hardest")
+        (m, v) for m in REPRESENTATION_METHODS for v in ("objbg", "objonly", "hardest")
     )
     for record in records:
         assert record.data_kind == "synthetic" and record.profile == "demo" and record.seed == 0
@@ -77,9 +82,9 @@ def test_mlflow_holds_sweep_group_seed_nesting(sweep):
     by_stage: dict[str, list] = {}
     for run in runs:
         by_stage.setdefault(run.data.tags["bench.stage"], []).append(run)
-    pretrainers = [m for m in METHODS.names() if METHODS.get(m).pretrains()]
+    pretrainers = [m for m in REPRESENTATION_METHODS if METHODS.get(m).pretrains()]
     assert len(by_stage["sweep"]) == 1 and len(by_stage["pretrain"]) == len(pretrainers)
-    assert len(by_stage["group"]) == len(by_stage["job"]) == 3 * len(METHODS.names())
+    assert len(by_stage["group"]) == len(by_stage["job"]) == 3 * len(REPRESENTATION_METHODS)
     sweep_id = by_stage["sweep"][0].info.run_id
     groups = {r.info.run_id for r in by_stage["group"]}
     assert all(r.data.tags["mlflow.parentRunId"] == sweep_id for r in by_stage["group"] + by_stage["pretrain"])
@@ -98,7 +103,7 @@ def test_running_again_skips_finished_jobs_and_duplicates_no_run(sweep, capsys):
     before = len(_runs(out)[1])
     capsys.readouterr()
     assert bench(*args) == 0
-    assert f"ran 0 job(s), {3 * len(METHODS.names())} already done" in capsys.readouterr().out
+    assert f"ran 0 job(s), {3 * len(REPRESENTATION_METHODS)} already done" in capsys.readouterr().out
     assert len(_runs(out)[1]) == before
 
 
@@ -139,7 +144,7 @@ def _official_checkpoint(path: Path) -> Path:
 
 def test_finetune_from_an_official_checkpoint(tiny_data_root, tiny_run, tmp_path):
     ckpt = _official_checkpoint(tmp_path / "pretrain.pth")
-    args = ["run", "suite=modelnet40", "method=point_mae", f"method.ckpt={ckpt}", *tiny_run,
+    args = ["run", "suite=modelnet40", "method=point_mae", f"method.ckpt={ckpt}", "suite.variants=[1k]", *tiny_run,
             f"data.root={tiny_data_root}", f"output.dir={tmp_path / 'runs'}", "tracking.enabled=false"]
     assert bench(*args) == 0
     (record,) = load_records(tmp_path / "runs" / "records")
@@ -226,8 +231,8 @@ def test_real_data_runs_the_paper_profile_and_compares_with_published(tiny_run, 
     small = ["method.encoder.trans_dim=96", "method.encoder.encoder_dims=96", "method.encoder.depth=4",
              "method.encoder.num_heads=4", "method.encoder.patch_hidden=32", "suite.npoints=512",
              "suite.variant_options.1k.npoints=512", "suite.variant_options.1k.num_group=32", "suite.group_size=16"]
-    args = ["run", "suite=modelnet40", "method=point_mae", f"method.ckpt={ckpt}", *tiny_run, *small,
-            f"data.root={root}", f"output.dir={tmp_path / 'runs'}", "tracking.enabled=false"]
+    args = ["run", "suite=modelnet40", "method=point_mae", f"method.ckpt={ckpt}", "suite.variants=[1k]", *tiny_run,
+            *small, f"data.root={root}", f"output.dir={tmp_path / 'runs'}", "tracking.enabled=false"]
     assert bench(*args) == 0
     (record,) = load_records(tmp_path / "runs" / "records")
     assert record.data_kind == "real" and record.profile == "paper"

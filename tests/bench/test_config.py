@@ -148,7 +148,7 @@ def test_a_list_element_is_set_by_its_index_and_a_bad_index_is_named():
 
 
 def test_sampler_settings_never_re_run_a_pre_training():
-    from bench.config import stage_hash
+    from bench.identity import stage_hash
 
     base = resolve("generation", "point_mge", profile="demo")
     sampled = resolve("generation", "point_mge", profile="demo",
@@ -160,7 +160,7 @@ def test_sampler_settings_never_re_run_a_pre_training():
 
 
 def test_new_side_data_re_runs_the_stages_that_read_it():
-    from bench.config import stage_hash
+    from bench.identity import stage_hash
 
     cfg = resolve("scanobjectnn", "mmpd", profile="demo")
     kinds = ["synthetic", "synthetic"]

@@ -92,9 +92,10 @@ def test_changing_stage_two_reruns_only_stage_two(toys, tmp_path, tiny_data_root
     runs = client.search_runs([client.get_experiment_by_name("pointbench").experiment_id])
     stages = [r for r in runs if r.data.tags.get("bench.stage") == "pretrain_stage"]
     parents = {r.info.run_id for r in runs if r.data.tags.get("bench.stage") == "pretrain"}
-    assert sorted(r.info.run_name for r in stages) == ["stage spread", "stage spread", "stage template"]
+    assert sorted(r.data.tags["bench.pretrain_stage"] for r in stages) == ["spread", "spread", "template"]
+    assert all(r.info.run_name.startswith("toy_generator · pretrain · stage ") for r in stages)
     assert all(r.data.tags["mlflow.parentRunId"] in parents for r in stages)
-    spread = [r for r in stages if r.info.run_name == "stage spread"]
+    spread = [r for r in stages if r.data.tags["bench.pretrain_stage"] == "spread"]
     assert all(r.data.metrics["train_target"] == pytest.approx(TARGET) for r in spread)  # side data reached it
     assert len(load_records(tmp_path / "runs" / "records")) == 2  # the new stage 2 is a new config: a new job
 

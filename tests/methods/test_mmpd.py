@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.config import resolve, stage_hash
+from bench.config import resolve
 from bench.errors import ConfigError
+from bench.identity import stage_hash
 from bench.registry import load_plugins
 from bench.schema import StageConfig
 from methods.blocks.encoder import EncoderConfig

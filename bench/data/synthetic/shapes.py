@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial import ConvexHull
 
 Cloud = tuple[np.ndarray, np.ndarray]  # (xyz (n, 3), normal (n, 3)), float32
 
@@ -50,6 +49,8 @@ class Mesh:
         """(n, 3) -> (n,) bool: inside the convex hull of the triangle corners, boundary included (exact for the
         convex pieces used here; an open box counts as the closed one)."""
         if not hasattr(self, "_planes"):
+            from scipy.spatial import ConvexHull  # here, not at import: loading the plug-ins stays free of scipy
+
             self._planes = ConvexHull(self.tris.reshape(-1, 3)).equations  # rows (n_x, n_y, n_z, d): n.p + d <= 0
         pts = np.asarray(points, dtype=np.float64)
         return (pts @ self._planes[:, :3].T + self._planes[:, 3] <= 1e-12).all(axis=1)
