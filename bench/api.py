@@ -176,6 +176,7 @@ class Method(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""  # how reports write the method (Point-MAE); "" = ``name``
     capabilities: ClassVar[frozenset[str]] = frozenset({REPRESENTATION})
     #: condition kinds ``generate`` accepts (``class``, ``image``, ``text``) with conditional_generation
     condition_kinds: ClassVar[frozenset[str]] = frozenset()

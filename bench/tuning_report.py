@@ -1,4 +1,9 @@
-"""The outputs of ``bench tune`` (schema in :mod:`bench.tuning`): summary.json, best_overrides.yaml and plots."""
+"""The outputs of ``bench tune`` (schema in :mod:`bench.tuning`): summary.json, best_overrides.yaml and plots.
+
+Beyond the schema-1 keys listed in :mod:`bench.tuning`, summary.json holds ``"importance"``: {parameter: Optuna's
+importance (``optuna.importance.get_param_importances``, its default evaluator), largest first} with >= 2 completed
+trials, else null, so that ``bench report`` can draw it without the study's storage.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +65,21 @@ def summarize_study(study, optuna_study: optuna.Study) -> dict[str, Any]:
     }
 
 
+def param_importances(optuna_study: optuna.Study) -> dict[str, float] | None:
+    """{parameter: importance}, largest first, with >= 2 completed trials; None when Optuna cannot compute them."""
+    complete = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            found = optuna.importance.get_param_importances(optuna_study)
+        except (RuntimeError, ValueError, ZeroDivisionError):  # e.g. every trial has the same parameters
+            return None
+    return {str(name): float(value) for name, value in found.items()}
+
+
 def write_plots(optuna_study: optuna.Study, folder: Path) -> dict[str, str | None]:
     """history.png always (when a trial completed); importance.png with >= 2 completed trials."""
     import matplotlib
@@ -109,6 +129,7 @@ def write_outputs(study, optuna_study: optuna.Study, ran: int):
     overrides = write_overrides(summary, study.folder)
     summary["overrides_file"] = str(overrides) if overrides else None
     summary["plots"] = write_plots(optuna_study, study.folder)
+    summary["importance"] = param_importances(optuna_study)
     summary["written"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     path = study.folder / "summary.json"
     atomic_write_text(path, json.dumps(summary, indent=2, default=str))

@@ -165,6 +165,7 @@ class G3PT(Method):
     """CVQ tokenizer + cross-scale autoregressive transformer (see the module docstring)."""
 
     name = "g3pt"
+    display_name = "G3PT"
     capabilities = frozenset({GENERATION, CONDITIONAL_GENERATION, SHAPE_FIELDS})
     condition_kinds = frozenset(CONDITIONS)
     checkpoint_prefix = "encoder"  # the tokenizer's point encoder (no downstream backbone: generation only)

@@ -141,6 +141,7 @@ class MMPD(Method):
     """Multi-teacher alignment, then masked point modelling with global-local distillation (module docstring)."""
 
     name = "mmpd"
+    display_name = "MMPD"
     capabilities = frozenset({REPRESENTATION})
     checkpoint_prefix = "MAE_encoder"
     config_class = MMPDConfig

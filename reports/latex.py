@@ -1,12 +1,16 @@
-"""The leaderboard tables as a LaTeX document (booktabs), ready to paste into a paper.
+"""The leaderboard tables as a LaTeX document (booktabs), and each table as a ``tabular`` fragment to ``\\input``.
 
+:func:`render_latex`: a whole document (leaderboard.tex, compiles as it is). :func:`latex_fragments`: per table one
+file ``<suite>-<data kind>-<profile>.tex`` holding only the ``tabular`` (after ``%`` comment lines with the heading
+and the caption), to ``\\input`` inside a paper's own ``table`` environment; it needs ``booktabs`` only.
 One ``table`` per leaderboard table (:mod:`reports.tables`: suite x data kind x profile), the same columns as the
 HTML / Markdown tables (variants, or variant x metric). Per method, one line per statistic:
 
 - ``paper``: max over seeds of each seed's best epoch, or for fold-mean suites mean ± sample std over folds of each
   fold's best epoch;
 - ``honest``: mean ± sample std (ddof=1) over seeds of the last epoch (no std with one seed);
-- ``vote`` (when any cell has one): mean over seeds of one vote pass;
+- ``vote`` (when any cell has one): mean over seeds of one vote pass; ``vote (ours)`` where the authors' code does
+  not vote on the suite (ScanObjectNN: ``reports/published.yaml`` ``suites.<suite>.vote``);
 - ``published`` (real data only): reports/published.yaml, ``$^{\\ast}$`` = unverified.
 
 Every text goes through :func:`latex_escape`. Needs only ``booktabs`` (and ``geometry`` for the page).
@@ -15,12 +19,14 @@ Every text goes through :func:`latex_escape`. Needs only ``booktabs`` (and ``geo
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
 
-from reports.published import display_name
-from reports.tables import Table, build_tables, fold_mean, mark_notes, method_marks, metric_words, selection_rules
+from reports.marks import mark_notes, method_marks
+from reports.names import display_name
+from reports.tables import Table, build_tables, fold_mean, metric_words, selection_rules, vote_label
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -81,19 +87,31 @@ def _statistics(table: Table) -> list[str]:
     return names
 
 
-def _caption(table: Table) -> str:
+def _vote_name(table: Table) -> str:
+    """``vote (ours)`` when a row of the table votes where the authors' code does not (:func:`vote_label`)."""
+    labels = {vote_label(row) for _, row in table.frame.iterrows()}
+    return "vote (ours)" if "vote (ours)" in labels else "vote"
+
+
+def _caption(table: Table, names: list[str]) -> str:
+    """Heading, metric and the definition of each statistic the table shows (``names``, :func:`_statistics`): vote
+    and published only where the table has them."""
     fold = any(fold_mean(row) for _, row in table.frame.iterrows())
     rules = {key: latex_escape(rule) for key, rule in selection_rules(table.frame).items()}
     paper = (f"paper = mean $\\pm$ std over folds of each fold's best ({rules['paper']})" if fold else
              f"paper = max over seeds of each seed's best ({rules['paper']})")
     seeds = sorted({int(n) for n in table.frame["n_seeds"]})
     unit = "folds" if fold else "seeds"
-    return (f"{latex_escape(table.heading)}. {latex_escape(metric_words(table.frame))}; {paper}; "
-            "honest = mean $\\pm$ sample std over "
-            f"{unit} (n = {'/'.join(map(str, seeds))}) of each one's last ({rules['honest']}); "
-            "vote = one vote pass, mean over seeds; "
-            f"published: $^{{\\ast}}$ = not checked against a primary source."
-            + "".join(f" {latex_escape(note)}" for note in mark_notes(table.frame)))
+    parts = [f"{latex_escape(table.heading)}. {latex_escape(metric_words(table.frame))}", paper,
+             f"honest = mean $\\pm$ sample std over {unit} (n = {'/'.join(map(str, seeds))}) of each one's last "
+             f"({rules['honest']})"]
+    if "vote" in names:
+        vote = _vote_name(table)
+        ours = "" if vote == "vote" else " (ours: the authors' code does not vote on this suite)"
+        parts.append(f"{latex_escape(vote)} = one vote pass, mean over seeds{latex_escape(ours)}")
+    if "published" in names or "published vote" in names:
+        parts.append("published: $^{\\ast}$ = not checked against a primary source")
+    return "; ".join(parts) + "." + "".join(f" {latex_escape(note)}" for note in mark_notes(table.frame))
 
 
 def _method_rows(table: Table, names: list[str]) -> list[str]:
@@ -112,26 +130,60 @@ def _method_rows(table: Table, names: list[str]) -> list[str]:
             cells = [_statistic(by_column[c], name) if c in by_column else "--" for c in table.columns]
             if name not in ("paper", "honest") and all(cell == "--" for cell in cells):
                 continue  # no vote / published number for this method
-            lines.append(" & ".join([lead, name, *cells]) + r" \\")
+            shown = _vote_name(table) if name == "vote" else name
+            lines.append(" & ".join([lead, latex_escape(shown), *cells]) + r" \\")
             lead = ""
         if i < len(groups) - 1:
             lines.append(r"\midrule")
     return lines
 
 
+def _tabular(table: Table, names: list[str]) -> list[str]:
+    """The booktabs ``tabular`` of ``table``: Method, Statistic, then one column per data column."""
+    header = ["Method", "Statistic", *table.header[len(table.header) - len(table.columns):]]
+    return [f"\\begin{{tabular}}{{ll{'r' * len(table.columns)}}}", r"\toprule",
+            " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule",
+            *_method_rows(table, names), r"\bottomrule", r"\end{tabular}"]
+
+
 def latex_table(table: Table, index: int) -> str:
     """One booktabs ``table`` environment for ``table``."""
     names = _statistics(table)
-    header = ["Method", "Statistic", *table.header[len(table.header) - len(table.columns):]]
     label = f"tab:{table.suite}-{table.data_kind}-{table.profile}-{index}".replace("_", "-")
     return "\n".join([
         r"\begin{table}[ht]", r"\centering", r"\small",
-        f"\\caption{{{_caption(table)}}}", f"\\label{{{latex_escape(label)}}}",
-        f"\\begin{{tabular}}{{ll{'r' * len(table.columns)}}}", r"\toprule",
-        " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule",
-        *_method_rows(table, names),
-        r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
+        f"\\caption{{{_caption(table, names)}}}", f"\\label{{{latex_escape(label)}}}",
+        *_tabular(table, names), r"\end{table}", "",
     ])
+
+
+def fragment_name(table: Table) -> str:
+    """``<suite>-<data kind>-<profile>``, with any character other than letters, digits, ``-`` and ``_`` as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{table.suite}-{table.data_kind}-{table.profile}")
+
+
+def latex_fragment(table: Table) -> str:
+    """The table's ``tabular`` alone, for ``\\input`` into a paper's ``table`` environment, after comment lines that
+    say what it is and give the caption to paste."""
+    names = _statistics(table)
+    return "\n".join([
+        f"% pointbench: {table.heading}. Generated from run records, do not edit by hand.",
+        "% \\input this inside a table environment; needs \\usepackage{booktabs}. Caption:",
+        f"% {_caption(table, names)}", *_tabular(table, names), "",
+    ])
+
+
+def latex_fragments(df: pd.DataFrame) -> dict[str, str]:
+    """:func:`fragment_name` -> :func:`latex_fragment` for every leaderboard table of ``df`` (a repeated name gets
+    ``-2``, ``-3``, ...)."""
+    fragments: dict[str, str] = {}
+    for table in build_tables(df):
+        name, n = fragment_name(table), 1
+        while name in fragments:
+            n += 1
+            name = f"{fragment_name(table)}-{n}"
+        fragments[name] = latex_fragment(table)
+    return fragments
 
 
 def render_latex(df: pd.DataFrame) -> str:

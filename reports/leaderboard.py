@@ -27,7 +27,8 @@ to a target such as 50% for 1-NNA), which the result carries with its unit and d
 - ``seeds``, ``last_values``, ``best_values``, ``git_commits``, ``ops_backends``, ``vote_times`` are JSON lists
   (strings), so the CSV round-trips exactly; per-seed values are listed in seed order.
 - ``table_notes``: JSON list of the records' ``details["table_notes"]`` (lines the protocol asks to show under the
-  table: the generation protocol's 1-NNA noise floor), distinct.
+  table: the generation protocol's 1-NNA noise floor) and of the ``method.init`` of rows trained from random
+  initialisation (:mod:`reports.random_init`), distinct.
 - ``pretrain_flags``: JSON list of the :data:`PRETRAIN_FLAGS` that any record of the row carries in the provenance
   of its pre-training side data (``pretrain.details.side_data.<name>.<flag>`` is true, in any stage): e.g.
   ``uses_category_names`` (captions of category names: label information) and ``test_teachers`` (random test
@@ -35,6 +36,12 @@ to a target such as 50% for 1-NNA), which the result carries with its unit and d
 - ``selection``: JSON object {"paper": rule, "honest": rule} of the records' own wording of how each per-seed
   value was chosen (e.g. the SVM protocol's paper statistic is the reference's fixed C, not a max over epochs);
   seeds whose wording differs are joined with " | ".
+- ``vote_origin``: who votes on the suite, for rows with a vote statistic (NaN otherwise): ``reference`` (the
+  authors' code votes: ModelNet40) or ``ours`` (it does not: ScanObjectNN, whose headline is then the un-voted
+  ``paper`` and whose vote is an extra of ours), from ``reports/published.yaml`` ``suites.<suite>.vote``.
+- ``options``: JSON object {dotted config key: value} of the row's fidelity options (:mod:`reports.fidelity`:
+  the keys of :data:`reports.fidelity.FIDELITY_OPTIONS` its records' configs hold; values differing between seeds
+  joined with " | ").
 
 Table layout (``suite.report``, see :mod:`reports.layout`): a suite with ``columns: metrics`` gets one row per
 metric of ``report.metrics`` that the records have (the headline first, ``headline`` True; no vote columns for
@@ -58,8 +65,10 @@ from bench.aggregate import NAN, metric_result, metric_values, seed_statistics, 
 from bench.errors import DataError
 from bench.records import RunRecord
 from bench.results import HONEST, PAPER
+from reports.fidelity import row_options
 from reports.layout import ReportSpec, report_spec, row_metrics
-from reports.published import PRIMARY_STATISTICS, PublishedEntry, published_for, variant_rank
+from reports.published import PRIMARY_STATISTICS, PublishedEntry, published_for, variant_rank, vote_practice
+from reports.random_init import random_init_notes
 
 __all__ = ["COLUMNS", "KEY", "PRETRAIN_FLAGS", "published_for", "row_records", "side_data_provenance", "summarize"]
 
@@ -77,7 +86,7 @@ COLUMNS = (
     "vote_n", "vote_mean", "vote_std", "vote_max", "vote_best_of_r", "vote_repeats",
     *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "vote_times", "dropped_duplicates",
     "headline", "report_columns", "report_metrics", "paper_statistic", "commands", "selection",
-    "paper_from", "honest_from", "table_notes", "pretrain_flags",
+    "paper_from", "honest_from", "table_notes", "pretrain_flags", "vote_origin", "options",
 )
 #: provenance flags of pre-training side data that a row reports (``pretrain_flags``), in display order
 PRETRAIN_FLAGS = ("uses_category_names", "test_teachers")
@@ -187,9 +196,10 @@ def _selection(records: list[RunRecord], metric: str) -> dict[str, str]:
 
 def _table_notes(records: list[RunRecord]) -> str:
     """JSON list of the records' ``details["table_notes"]`` (lines a protocol asks to show under its table, e.g.
-    the 1-NNA noise floor), distinct, in record order."""
+    the 1-NNA noise floor), then how rows trained from random initialisation were initialised
+    (:func:`reports.random_init.random_init_notes`), distinct, in record order."""
     notes = [str(n) for r in records for n in (getattr(r, "details", None) or {}).get("table_notes", [])]
-    return json.dumps(list(dict.fromkeys(notes)))
+    return json.dumps(list(dict.fromkeys(notes + random_init_notes(records))))
 
 
 def side_data_provenance(record: RunRecord) -> list[dict[str, Any]]:
@@ -206,6 +216,13 @@ def _pretrain_flags(records: list[RunRecord]) -> str:
     found = {flag for r in records for info in side_data_provenance(r) for flag in PRETRAIN_FLAGS
              if info.get(flag) is True}  # fmt: skip
     return json.dumps([flag for flag in PRETRAIN_FLAGS if flag in found])
+
+
+def _vote_origin(row: dict[str, Any]) -> Any:
+    """``reference`` or ``ours`` (who votes on the row's suite) for a row with a vote statistic; NaN otherwise."""
+    if row["vote_n"] == 0 and math.isnan(row["vote_best_of_r"]):
+        return NAN
+    return vote_practice(str(row["suite"])).origin
 
 
 def _group_spec(records: list[RunRecord]) -> ReportSpec:
@@ -243,8 +260,10 @@ def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> list
             commands=json.dumps(sorted({r.command for r in records if getattr(r, "command", "")})),
             table_notes=_table_notes(records),
             pretrain_flags=_pretrain_flags(records),
+            options=json.dumps(row_options(records)),
             **_selection(records, metric),
         )
+        row["vote_origin"] = _vote_origin(row)
         rows.append(row)
     return rows
 

@@ -6,16 +6,18 @@ SVG. Every function returns None when it has nothing to draw. Values are in perc
 - :func:`seed_distribution`: per column of a leaderboard table and per method, a box of the last-epoch values over
   seeds (the honest statistic) with each seed as a filled dot, each seed's best epoch as a hollow dot, and the
   published number (real data only) as a black diamond;
-- :func:`learning_curves`: per variant, the test metric over epochs (``test_<metric>`` of the records' ``epochs``
-  rows): each seed thin, the mean over seeds thick;
+- learning curves: :mod:`reports.curves`;
 - :func:`fold_bars`: for fold-mean (few-shot) tables, bars of the mean over folds of each fold's best epoch with
   ± sample-std error bars, published mean ± std beside them (real data only);
 - :func:`tuning_history`: a tuning study's trial values by trial number, the best so far, and the default's value;
+- :func:`param_importance`: a tuning study's parameter importances (``summary.json`` ``importance``) as bars;
 - :func:`generated_samples`: for generation tables, a grid of generated clouds (one row per variant and method) beside
   reference clouds of the variant, read from the records' ``samples_file`` (records whose file is gone are skipped),
   in a fixed oblique view (azimuth 30°, elevation 20°, Y up), at most :data:`CLOUD_POINTS` points per cloud.
 
-The seed distribution shows each metric at its display scale (MMD-CD x10^3), as the table does.
+The seed distribution shows each metric at its display scale (MMD-CD x10^3), as the table does. Legends name
+methods by display name (:mod:`reports.names`) and use the body font size (:data:`LEGEND_FONT_SIZE` points, as the
+axis labels), so they stay readable where the page scales a wide figure down.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import io
 import json
 import math
 import re
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,12 @@ from matplotlib.figure import Figure  # noqa: E402  (after selecting the backend
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bench.records import RunRecord  # noqa: E402
-from reports.layout import metric_label  # noqa: E402
+from reports.names import display_name  # noqa: E402
 from reports.tables import Table, fold_mean  # noqa: E402
 
-RC = {"svg.fonttype": "none", "svg.hashsalt": "pointbench", "font.size": 9, "axes.spines.top": False,
-      "axes.spines.right": False}
+LEGEND_FONT_SIZE = 9.0  # points, the same as the axis labels
+RC = {"svg.fonttype": "none", "svg.hashsalt": "pointbench", "font.size": 9, "legend.fontsize": LEGEND_FONT_SIZE,
+      "axes.spines.top": False, "axes.spines.right": False}
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
 _STRIP = re.compile(r"<\?xml.*?\?>|<!DOCTYPE.*?>|<metadata>.*?</metadata>", re.S)
 
@@ -56,7 +58,7 @@ def to_svg(fig: Figure, label: str) -> str:
     return text.replace("<svg ", f'<svg role="img" aria-label="{safe}" ', 1)
 
 
-def _figure(width: float, height: float) -> Figure:
+def figure(width: float, height: float) -> Figure:
     """A figure with fixed margins in inches (a layout engine would cost a second draw per figure)."""
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(width, height))
@@ -72,8 +74,9 @@ def _method_groups(frame: Any) -> list[tuple[str, str, Any]]:
     keys = ["method", "recipe", "suite_version", "config_hash"]
     groups = list(frame.groupby(keys, sort=False))
     methods = [k[0] for k, _ in groups]
-    return [(str(k[0]) if methods.count(k[0]) == 1 else f"{k[0]} ({k[1]}, v{k[2]}, {k[3]})", COLORS[i % len(COLORS)], g)
-            for i, (k, g) in enumerate(groups)]
+    labels = [display_name(str(k[0])) + ("" if methods.count(k[0]) == 1 else f" ({k[1]}, v{k[2]}, {k[3]})")
+              for k, _ in groups]
+    return [(label, COLORS[i % len(COLORS)], g) for i, (label, (_, g)) in enumerate(zip(labels, groups, strict=True))]
 
 
 def method_colors(table: Table) -> dict[str, str]:
@@ -107,7 +110,7 @@ def seed_distribution(table: Table) -> str | None:
     groups = _method_groups(table.frame)
     width = 0.8 / len(groups)
     with matplotlib.rc_context(RC):
-        fig = _figure(max(4.5, 1.1 * len(table.columns) * max(1, len(groups) / 2) + 1.5), 3.2)
+        fig = figure(max(4.5, 1.1 * len(table.columns) * max(1, len(groups) / 2) + 1.5), 3.2)
         ax = fig.subplots()
         for g, (label, color, rows) in enumerate(groups):
             for c, x, row in _cells(table, rows, g, width):
@@ -127,51 +130,13 @@ def seed_distribution(table: Table) -> str | None:
         ax.set_xlim(-0.5, len(table.columns) - 0.5)
         units = set(table.frame["unit"].fillna("")) if "unit" in table.frame else {"%"}
         ax.set_ylabel("percent" if units <= {"%"} else "as shown in the table")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(loc="best")
         return to_svg(fig, f"per-seed distribution, {table.heading}")
 
 
 def _scale(row: Any) -> float:
     scale = row.get("scale", 1.0)
     return 1.0 if not isinstance(scale, (int, float)) or math.isnan(scale) else float(scale)
-
-
-def _curve(record: RunRecord) -> tuple[list[float], list[float]] | None:
-    key = f"test_{record.metric}"
-    points = [(float(r["epoch"]), float(r[key])) for r in record.epochs if key in r and "epoch" in r]
-    return (list(map(lambda p: p[0], points)), list(map(lambda p: p[1], points))) if points else None
-
-
-def learning_curves(table: Table, records: list[RunRecord]) -> str | None:
-    """The test metric over epochs per variant (subplots) and method (colours): seeds thin, mean thick."""
-    mine = [r for r in records if (r.suite, r.data_kind, r.profile) == (table.suite, table.data_kind, table.profile)]
-    by_variant: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for record in mine:
-        if (curve := _curve(record)) is not None:
-            by_variant[record.variant][record.method].append(curve)
-    variants = [v for v in dict.fromkeys(v for v, _ in table.columns) if v in by_variant]
-    if not variants:
-        return None
-    colors = method_colors(table)
-    spare = [c for c in COLORS if c not in colors.values()] or list(COLORS)
-    for i, method in enumerate(m for v in variants for m in by_variant[v] if m not in colors):
-        colors.setdefault(method, spare[i % len(spare)])
-    with matplotlib.rc_context(RC):
-        fig = _figure(min(max(3.4 * len(variants), 5.0), 13.5), 2.8)
-        axes = fig.subplots(1, len(variants), squeeze=False)[0]
-        for ax, variant in zip(axes, variants, strict=True):
-            for method, curves in by_variant[variant].items():
-                color = colors[method]
-                for xs, ys in curves:
-                    ax.plot(xs, ys, color=color, alpha=0.3, linewidth=0.8)
-                n = min(len(xs) for xs, _ in curves)
-                mean = [sum(ys[i] for _, ys in curves) / len(curves) for i in range(n)]
-                ax.plot(curves[0][0][:n], mean, color=color, linewidth=2, label=f"{method} (n={len(curves)})")
-            ax.set_title(variant)
-            ax.set_xlabel("epoch")
-        axes[0].set_ylabel(f"test {metric_label(mine[0].metric)} (%)")
-        axes[0].legend(fontsize=7, loc="best")
-        return to_svg(fig, f"learning curves, {table.heading}")
 
 
 def fold_bars(table: Table) -> str | None:
@@ -182,7 +147,7 @@ def fold_bars(table: Table) -> str | None:
     groups = _method_groups(frame)
     width = 0.8 / len(groups)
     with matplotlib.rc_context(RC):
-        fig = _figure(max(4.5, 1.4 * len(table.columns) + 1.5), 3.0)
+        fig = figure(max(4.5, 1.4 * len(table.columns) + 1.5), 3.0)
         ax = fig.subplots()
         for g, (label, color, rows) in enumerate(groups):
             xs, means, stds = [], [], []
@@ -203,7 +168,7 @@ def fold_bars(table: Table) -> str | None:
         ax.set_xticks(range(len(table.columns)), table.header[len(table.header) - len(table.columns):])
         ax.set_xlim(-0.5, len(table.columns) - 0.5)
         ax.set_ylabel("mean ± std over folds (%)")
-        ax.legend(fontsize=7, loc="upper left", ncols=len(groups), frameon=False)
+        ax.legend(loc="upper left", ncols=len(groups), frameon=False)
         return to_svg(fig, f"few-shot fold means, {table.heading}")
 
 
@@ -230,7 +195,7 @@ def tuning_history(trials: list[dict[str, Any]], direction: str, default: float 
     if not done and not cut:
         return None
     with matplotlib.rc_context(RC):
-        fig = _figure(5.5, 2.8)
+        fig = figure(5.5, 2.8)
         ax = fig.subplots()
         ax.scatter([n for n, _ in done], [v for _, v in done], s=14, color=COLORS[0], label="completed trial")
         if cut:
@@ -243,8 +208,24 @@ def tuning_history(trials: list[dict[str, Any]], direction: str, default: float 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial")
         ax.set_ylabel("validation score")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(loc="best")
         return to_svg(fig, f"tuning history, {title}")
+
+
+def param_importance(importance: dict[str, float], title: str) -> str | None:
+    """Horizontal bars of a tuning study's parameter importances (Optuna's, summing to 1), largest on top."""
+    if not importance:
+        return None
+    names = list(importance)[::-1]
+    with matplotlib.rc_context(RC):
+        fig = figure(5.5, 0.9 + 0.32 * len(names))
+        fig.subplots_adjust(left=min(0.6, (0.6 + 0.075 * max(len(n) for n in names)) / 5.5))
+        ax = fig.subplots()
+        ax.barh(range(len(names)), [importance[n] for n in names], color=COLORS[0])
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlim(0, max(1.0, max(importance.values())) * 1.05)
+        ax.set_xlabel("importance (Optuna, sums to 1)")
+        return to_svg(fig, f"parameter importance, {title}")
 
 
 CLOUD_POINTS = 256  # points drawn per cloud in the samples figure (an evenly spaced subset)
@@ -282,7 +263,8 @@ def _sample_rows(table: Table, records: list[RunRecord]) -> list[tuple[str, str,
                 seen[record.method] = loaded
         if seen:
             rows.append((f"{variant}: reference", "#7f7f7f", next(iter(seen.values()))[1]))
-            rows += [(f"{variant}: {m}", colors.get(m, COLORS[0]), clouds) for m, (clouds, _) in seen.items()]
+            rows += [(f"{variant}: {display_name(m)}", colors.get(m, COLORS[0]), clouds)
+                     for m, (clouds, _) in seen.items()]
     return [row for row in rows if len(row[2])]
 
 

@@ -11,7 +11,9 @@ The YAML is transcribed from reference/protocols.md section 5. Each entry says w
 
 A suite whose ``suites.<name>`` section sets ``reference_rows: true`` (generation) also shows the published numbers
 of methods that have no run record of ours (LION, PVD, PointFlow) as rows of their own, in real-data tables only
-(:func:`reference_methods`).
+(:func:`reference_methods`). ``vote`` says who votes on the suite: ``reference`` (the default: the authors' code
+votes, ModelNet40) or ``ours`` (the authors' code does not, ScanObjectNN: a vote statistic of ours is an extra,
+labelled so, with ``vote_note`` saying why; :func:`vote_practice`).
 
 Suite and variant names are normalised through the ``suites`` section (canonical names plus aliases), so a record
 written as ``modelnet40_fewshot`` / ``5way10shot`` finds the ``fewshot`` / ``5w10s`` entries.
@@ -20,7 +22,7 @@ written as ``modelnet40_fewshot`` / ``5way10shot`` finds the ``fewshot`` / ``5w1
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,9 @@ PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
 STATISTICS = ("max", "vote", "fold_mean", "unstated", "single")
 #: statistics that the non-vote ("paper"-side) comparison uses; at most one per metric and variant
 PRIMARY_STATISTICS = ("max", "fold_mean", "unstated", "single")
+#: who votes on a suite (``suites.<name>.vote``): the authors' code, or only we (an extra statistic of ours)
+VOTE_REFERENCE, VOTE_OURS = "reference", "ours"
+VOTE_PRACTICES = (VOTE_REFERENCE, VOTE_OURS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,18 @@ class PublishedEntry:
 
 
 @dataclass(frozen=True)
+class VotePractice:
+    """Who votes on a suite: ``reference`` (the authors' code votes) or ``ours`` (only the harness does), and why."""
+
+    origin: str = VOTE_REFERENCE
+    note: str = ""
+
+    @property
+    def ours(self) -> bool:
+        return self.origin == VOTE_OURS
+
+
+@dataclass(frozen=True)
 class Published:
     """The parsed YAML: entries by (method, suite, variant), suite metadata, display names and caveats."""
 
@@ -60,9 +77,10 @@ class Published:
     suite_aliases: dict[str, str]
     variant_aliases: dict[str, dict[str, str]]
     variant_order: dict[str, tuple[str, ...]]
-    display: dict[str, str]
+    display: dict[str, str]  # methods without a class of ours (LION, Point-BERT): reports/names.py
     caveats: tuple[str, ...]
     reference_rows: frozenset[str] = frozenset()  # canonical suites that show published-only methods as rows
+    votes: dict[str, VotePractice] = field(default_factory=dict)  # canonical suite -> who votes on it
 
 
 def _parse_entry(method: str, suite: str, variant: str, raw: dict[str, Any], path: Path) -> PublishedEntry:
@@ -95,6 +113,17 @@ def _check_unique(key: tuple[str, str, str], entries: list[PublishedEntry], path
     primaries = [e.metric for e in entries if e.statistic in PRIMARY_STATISTICS]
     if len(set(seen)) != len(seen) or len(set(primaries)) != len(primaries):
         raise DataError(f"{path}: {'/'.join(key)} has ambiguous entries {seen}")
+
+
+def _parse_votes(raw: dict[str, Any], path: Path) -> dict[str, VotePractice]:
+    """``suites.<name>.vote`` / ``vote_note`` per canonical suite; an unknown practice is a DataError."""
+    votes = {}
+    for suite, meta in raw.items():
+        origin = str(meta.get("vote", VOTE_REFERENCE))
+        if origin not in VOTE_PRACTICES:
+            raise DataError(f"{path}: suites.{suite}.vote is {origin!r}; it must be one of {', '.join(VOTE_PRACTICES)}")
+        votes[suite] = VotePractice(origin, " ".join(str(meta.get("vote_note", "")).split()))
+    return votes
 
 
 def _parse_suites(raw: dict[str, Any]) -> tuple[dict[str, str], dict[str, dict[str, str]], dict[str, tuple]]:
@@ -135,7 +164,8 @@ def load_published(path: Path = PUBLISHED_PATH) -> Published:
                 entries[key] = tuple(parsed)
     caveats = tuple(str(c) for c in raw.get("caveats", []))
     rows = frozenset(s for s, meta in raw.get("suites", {}).items() if meta.get("reference_rows"))
-    return Published(entries, suite_aliases, variant_aliases, variant_order, display, caveats, rows)
+    votes = _parse_votes(raw.get("suites", {}), path)
+    return Published(entries, suite_aliases, variant_aliases, variant_order, display, caveats, rows, votes)
 
 
 def canonical_suite(suite: str) -> str:
@@ -163,9 +193,9 @@ def published_for(method: str, suite: str, variant: str) -> list[PublishedEntry]
     return list(load_published().entries.get(key, ()))
 
 
-def display_name(method: str) -> str:
-    """The method's name as the papers write it (``point_mae`` -> ``Point-MAE``); the registry name otherwise."""
-    return load_published().display.get(method, method)
+def vote_practice(suite: str) -> VotePractice:
+    """Who votes on ``suite`` (aliases accepted): the authors' code (the default, also for unlisted suites) or ours."""
+    return load_published().votes.get(canonical_suite(suite), VotePractice())
 
 
 def reference_methods(suite: str, skip: set[str] | frozenset[str] = frozenset()) -> list[str]:

@@ -5,7 +5,9 @@ as rows, variants or metrics as columns per ``suite.report``) are laid out by :m
 states its statistic definitions and seed counts; tables from synthetic stand-in data carry
 :data:`reports.tables.SYNTHETIC_LABEL` in their heading and never show published numbers. The HTML page
 (:mod:`reports.page`) adds figures, tuning and provenance; it has inline CSS and inline SVG only: no script, no
-external asset, no link out. LaTeX: :mod:`reports.latex`.
+external asset, no link out but to the MLflow UI of a tracking server. LaTeX: :mod:`reports.latex` (the whole
+document, and each table as a ``tabular`` fragment for ``\\input``). Methods are named by display name everywhere
+(:mod:`reports.names`). Tuning studies (:mod:`reports.tuning_page`) are reported with or without run records.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import pandas as pd
 from bench.errors import OutputError
 from bench.io import atomic_write_text
 from bench.records import RunRecord
-from reports.latex import render_latex
+from reports.fidelity import options_line
+from reports.latex import latex_fragments, render_latex
 from reports.leaderboard import summarize
-from reports.page import EMPTY, TITLE, render_page
+from reports.page import EMPTY, TITLE, TUNING_ONLY, render_page
 from reports.sources import TuningSummary, load_tuning
 from reports.tables import Table, build_tables, caveats
+from reports.tuning_page import tuning_markdown
 
 __all__ = ["render_html", "render_latex", "render_markdown", "write_leaderboard"]
 
@@ -43,17 +47,40 @@ def _md_table(table: Table) -> list[str]:
     return [*lines, ""]
 
 
-def render_markdown(df: pd.DataFrame) -> str:
-    """Markdown for :func:`reports.leaderboard.summarize`'s output: one table per (suite, data kind, profile).
+OPTIONS_HEADING = "## Provenance: fidelity options per row"
+
+
+def _md_options(df: pd.DataFrame) -> list[str]:
+    """One line per leaderboard row (its headline row) with fidelity options (the long table's ``options``,
+    :mod:`reports.fidelity`), in the long table's order; nothing when no row has any."""
+    if "options" not in df:
+        return []
+    heads = df[df["headline"].fillna(True).astype(bool)] if "headline" in df else df
+    lines = []
+    for _, row in heads.iterrows():
+        shown = options_line(row["options"] if isinstance(row["options"], str) else None)
+        if shown:
+            where = (f"{row['suite']} / {row['variant']} / {row['method']} ({row['data_kind']}, profile "
+                     f"{row['profile']}, recipe {row['recipe']}, config {row['config_hash']})")
+            lines.append(f"- {_md_escape(where)}: {_md_escape(shown)}")
+    return [OPTIONS_HEADING, "", *lines, ""] if lines else []
+
+
+def render_markdown(df: pd.DataFrame, tuning: list[TuningSummary] | None = None) -> str:
+    """Markdown for :func:`reports.leaderboard.summarize`'s output: one table per (suite, data kind, profile), then
+    the tuning studies (``tuning``, :func:`reports.tuning_page.tuning_markdown`) and each row's fidelity options
+    (:func:`_md_options`).
 
     Cells join their lines with " · " so the text also reads well in a terminal.
     """
     tables = build_tables(df)
     lines = [f"# {TITLE}", ""]
     if not tables:
-        return "\n".join([*lines, EMPTY, ""])
+        return "\n".join([*lines, TUNING_ONLY if tuning else EMPTY, "", *tuning_markdown(tuning or [])])
     for table in tables:
         lines += _md_table(table)
+    lines += tuning_markdown(tuning or [])
+    lines += _md_options(df)
     notes = caveats(tables)
     if notes:
         lines += ["## Caveats on published numbers", "", *(f"- {_md_escape(c)}" for c in notes), ""]
@@ -67,20 +94,27 @@ def render_html(df: pd.DataFrame, records: list[RunRecord] | None = None,
 
 
 def write_leaderboard(records: list[RunRecord], out_dir: Path, tuning_dir: Path | None = None) -> dict[str, Path]:
-    """Write leaderboard.md, .csv (the long table), .tex and .html (the full report) into ``out_dir``, atomically.
+    """Write leaderboard.md, .csv (the long table), .tex (a whole document) and .html (the full report) into
+    ``out_dir``, atomically, and beside them one ``<suite>-<data kind>-<profile>.tex`` per table: its ``tabular``
+    alone, to ``\\input`` into a paper (:func:`reports.latex.latex_fragments`).
 
-    ``tuning_dir`` (``<output>/tuning``, optional, may be absent) adds the tuned-vs-default section from its
-    ``<study>/summary.json`` files. Returns the paths by format: ``{"md", "csv", "html", "tex"}``. Raises
-    :class:`bench.errors.OutputError` when ``out_dir`` cannot be written.
+    ``tuning_dir`` (``<output>/tuning``, optional, may be absent) adds the tuning studies from its
+    ``<study>/summary.json`` files (also with no records). Returns the paths by key: ``{"md", "csv", "html", "tex"}``
+    and ``"tex:<fragment name>"`` per fragment. Raises :class:`bench.errors.OutputError` when ``out_dir`` cannot be
+    written.
     """
     df = summarize(records)
+    tuning = load_tuning(tuning_dir)
     texts = {
-        "md": render_markdown(df),
+        "md": render_markdown(df, tuning),
         "csv": df.to_csv(index=False, lineterminator="\n"),
-        "html": render_html(df, records, load_tuning(tuning_dir)),
+        "html": render_html(df, records, tuning),
         "tex": render_latex(df),
     }
     paths = {fmt: Path(out_dir) / f"leaderboard.{fmt}" for fmt in texts}
+    for name, text in latex_fragments(df).items():
+        texts[f"tex:{name}"] = text
+        paths[f"tex:{name}"] = Path(out_dir) / f"{name}.tex"
     for fmt, text in texts.items():
         try:
             atomic_write_text(paths[fmt], text)

@@ -27,6 +27,7 @@ import numpy as np
 
 from bench.records import RunRecord
 from reports.leaderboard import KEY, row_records
+from reports.names import display_name
 from reports.plots import COLORS, RC, method_colors, to_svg
 from reports.tables import Table
 
@@ -116,7 +117,7 @@ def scaling_series(table: Table, records: list[RunRecord]) -> list[ScalingSeries
         points = sorted((_point(size, recs) for size, recs in by_size.items()), key=lambda p: p.params)
         fit = fit_power_law([p.params for p in points], [p.loss for p in points]) \
             if len({p.params for p in points}) > 1 else None
-        label = key[0] if methods.count(key[0]) == 1 else f"{key[0]} ({key[1]}, v{key[2]}, {key[3]})"
+        label = display_name(str(key[0])) + ("" if methods.count(key[0]) == 1 else f" ({key[1]}, v{key[2]}, {key[3]})")
         series.append(ScalingSeries(label, colors.get(key[0], COLORS[i % len(COLORS)]), points, fit))
     return series
 
@@ -185,7 +186,7 @@ def scaling_figure(series: list[ScalingSeries], title: str, unit: str) -> Figure
         ax.set_xlabel("trained parameters N (log scale)")
         ax.set_ylabel(f"test loss L ({unit}, log scale)")
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(loc="best")
     return fig
 
 

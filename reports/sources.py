@@ -12,8 +12,13 @@ Tuning summary (``<output>/tuning/<study>/summary.json``, written by the tuner),
 
 ``bench tune`` writes its own schema 1 (:mod:`bench.tuning`: ``"schema": 1``, ``"best"`` / ``"default"`` as
 ``{"number", "value", "params", "test_last"}`` or null); it is read into the same fields (``best_value`` null when
-no trial completed), keeping the variant and the report-only last-epoch test scores. A missing tuning folder means
-no tuning section; a malformed summary is a DataError naming the file and key.
+no trial completed), keeping the variant, the report-only last-epoch test scores, the best trial's number, the
+override file, the plot files and the parameter importances (``"importance": {name: float}``,
+:mod:`bench.tuning_report`; absent in summaries written before it). A missing tuning folder means no tuning
+section; a malformed summary is a DataError naming the file and key.
+
+A folder where only ``bench tune`` has run (no records, one or more ``tuning/<study>/summary.json``) still gets a
+report: :func:`gather_records` returns no records there instead of stopping, and the report shows the studies.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ class TuningSummary:
     default_test: float | None = None  # bench tune: last-epoch test score of the default (report only)
     best_test: float | None = None  # ... and of the best trial
     best_is_default: bool = False  # the best trial is the default config (bench tune's trial 0)
+    best_number: int | None = None  # the best trial's number (bench tune)
+    overrides_file: str = ""  # best_overrides.yaml (bench tune), for ``bench run ... +overrides=<file>``
+    plots: dict[str, str] = field(default_factory=dict)  # name (history, importance) -> image file (bench tune)
+    importance: dict[str, float] = field(default_factory=dict)  # parameter -> Optuna importance, largest first
 
 
 def _from_bench_tune(raw: dict[str, Any]) -> dict[str, Any]:
@@ -57,20 +66,23 @@ def _from_bench_tune(raw: dict[str, Any]) -> dict[str, Any]:
     best, default = raw.get("best") or {}, raw.get("default") or {}
     return {**raw, "best_params": best.get("params", {}), "best_value": best.get("value"),
             "default_value": default.get("value"), "best_test": best.get("test_last"),
-            "default_test": default.get("test_last"),
+            "default_test": default.get("test_last"), "best_number": best.get("number"),
             "best_is_default": best.get("number") is not None and best.get("number") == default.get("number")}
 
 
 def gather_records(output: Path, tracking_uri: str | None = None, experiment: str = "pointbench") -> list[RunRecord]:
-    """The records under ``<output>/records``, or (``tracking_uri`` given) those of the MLflow store; at least one."""
+    """The records under ``<output>/records``, or (``tracking_uri`` given) those of the MLflow store: at least one,
+    or none when ``<output>/tuning`` holds a study summary (only ``bench tune`` has run: the report shows the
+    studies). Raises BenchError when there is neither."""
     if tracking_uri:
         records = records_from_mlflow(tracking_uri, experiment)
         where = f"MLflow {tracking_uri} (experiment {experiment})"
     else:
         records = load_records(output / "records")
         where = str(output / "records")
-    if not records:
-        raise BenchError(f"no run records under {where}: run `bench run ...` first, or set output.dir / tracking.uri.")
+    if not records and not any((output / "tuning").glob("*/summary.json")):
+        raise BenchError(f"no run records under {where} and no tuning study under {output / 'tuning'}: run "
+                         "`bench run ...` or `bench tune ...` first, or set output.dir / tracking.uri.")
     return records
 
 
@@ -142,7 +154,7 @@ def read_tuning_summary(path: Path) -> TuningSummary:
     default = _check(raw, "default_value", number, path, optional=True)
     best = _check(raw, "best_value", number, path, optional="schema" in raw)
     tests = [_check(raw, k, number, path, optional=True) for k in ("default_test", "best_test")]
-    return TuningSummary(
+    return TuningSummary(**_tune_extras(raw, path),
         study=_check(raw, "study", (str,), path), suite=_check(raw, "suite", (str,), path),
         method=_check(raw, "method", (str,), path), direction=direction, metric=_check(raw, "metric", (str,), path),
         best_params=_check(raw, "best_params", (dict,), path),
@@ -150,6 +162,19 @@ def read_tuning_summary(path: Path) -> TuningSummary:
         trials=list(trials), path=str(path), variant=str(raw.get("variant") or ""),
         default_test=tests[0], best_test=tests[1], best_is_default=bool(raw.get("best_is_default", False)),
     )
+
+
+def _tune_extras(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``bench tune``'s best trial number, override file, plot files and importances (all optional)."""
+    number = _check(raw, "best_number", (int,), path, optional=True)
+    importance = _check(raw, "importance", (dict,), path, optional=True) or {}
+    where = path.with_name(f"{path.name}: importance")
+    for name in importance:
+        _check(importance, name, (int, float), where)
+    plots = _check(raw, "plots", (dict,), path, optional=True) or {}
+    return {"best_number": number, "overrides_file": str(raw.get("overrides_file") or ""),
+            "plots": {str(k): str(v) for k, v in plots.items() if v},
+            "importance": dict(sorted(((str(k), float(v)) for k, v in importance.items()), key=lambda kv: -kv[1]))}
 
 
 def load_tuning(tuning_dir: Path | None) -> list[TuningSummary]:

@@ -1,15 +1,17 @@
 """Lay the long leaderboard table out as display tables, independent of the output format.
 
-One :class:`Table` per (suite, data_kind, profile): methods (with recipe and suite version, which never merge) as
-rows; the columns follow the suite's ``report.columns`` (:mod:`reports.layout`): one per variant (headline metric),
-or one per variant and metric (Cls. / Inst. mIoU, mIoU / mAcc / OA). Each cell is a list of short text lines;
-:mod:`reports.render` joins them for Markdown (one line) or HTML (line breaks). Synthetic and real rows never share
+One :class:`Table` per (suite, data_kind, profile): methods (by display name, :mod:`reports.names`; with recipe,
+suite version, config hash and git commit, which never merge) as rows, where a label column that holds one value in
+every row moves to the notes ('Every row: recipe method; suite version v1.'); the columns follow the suite's
+``report.columns`` (:mod:`reports.layout`): one per variant (headline metric), or one per variant and metric (Cls. /
+Inst. mIoU, mIoU / mAcc / OA). Each cell is a list of short text lines; :mod:`reports.render` joins them for
+Markdown (one line) or HTML (line breaks). Synthetic and real rows never share
 a table, since data_kind is part of the key. With ``paper_statistic: fold_mean`` (few-shot) the paper line is the
 mean ± std over folds of each fold's best epoch instead of the max. Metrics of one table may differ in unit, display
 scale and direction (generation: 1-NNA best at 50, COV max, MMD min x10^3); the notes describe each, and add the
 records' own ``table_notes`` (the 1-NNA noise floor). A method whose records' pre-training side data carries a
-provenance flag (the long table's ``pretrain_flags``) gets the flag's mark after its name (``mmpd †``) and the
-mark's note under the table (:data:`PRETRAIN_MARKS`). Real-data tables of suites with published ``reference_rows``
+provenance flag (the long table's ``pretrain_flags``) gets the flag's mark after its name (``MMPD †``) and the
+mark's note under the table (:mod:`reports.marks`). Real-data tables of suites with published ``reference_rows``
 also list the published numbers of methods we have no records of (LION, PVD, PointFlow) as rows of their own.
 """
 
@@ -24,32 +26,30 @@ import pandas as pd
 
 from bench.metrics.base import Direction
 from reports.layout import metric_label
+from reports.marks import mark_notes, method_marks
+from reports.names import display_name
 from reports.published import (
+    VOTE_OURS,
     canonical_suite,
-    display_name,
     load_published,
     published_for,
     reference_methods,
     variant_rank,
+    vote_practice,
 )
 
 SYNTHETIC_LABEL = "SYNTHETIC stand-in data — not comparable to published numbers"
 UNVERIFIED_MARK = "✱"
-#: mark and note of each pre-training provenance flag (:data:`reports.leaderboard.PRETRAIN_FLAGS`), in mark order
-PRETRAIN_MARKS = {
-    "uses_category_names": ("†", "pre-training used category names (captions): label information in a nominally "
-                                 "self-supervised protocol"),
-    "test_teachers": ("‡", "random test teachers (not the real ones)"),
-}
-
-
 @dataclass
 class TableRow:
-    """One method / recipe / suite-version row: its data kind and one list of text lines per variant column."""
+    """One method / recipe / suite-version row: its data kind, its label cells (method, then the
+    :data:`LABEL_COLUMNS` the table keeps) and one list of text lines per variant column. ``reference``: a row of
+    published numbers only (a method without records of ours), whose label cells are dashes."""
 
     data_kind: str
     label: list[str]
     cells: list[list[str]]
+    reference: bool = False
 
 
 @dataclass
@@ -105,14 +105,21 @@ def _honest_line(row: pd.Series) -> str:
     return f"honest {shown(row, 'honest_mean')} ± {shown(row, 'honest_std')} (n={n})"
 
 
+def vote_label(row: pd.Series) -> str:
+    """``vote (ours)`` where the authors' code does not vote on the row's suite (``vote_origin`` ours: an extra
+    statistic of ours beside the un-voted headline), else ``vote``."""
+    return "vote (ours)" if row.get("vote_origin") == VOTE_OURS else "vote"
+
+
 def _vote_lines(row: pd.Series) -> list[str]:
     lines = []
+    label = vote_label(row)
     if row["vote_n"] > 0:
         std = "" if _missing(row["vote_std"]) else f" ± {shown(row, 'vote_std')}"
-        lines.append(f"vote {shown(row, 'vote_mean')}{std} (n={int(row['vote_n'])})")
+        lines.append(f"{label} {shown(row, 'vote_mean')}{std} (n={int(row['vote_n'])})")
     if not _missing(row["vote_best_of_r"]):
         repeats = "?" if _missing(row["vote_repeats"]) else str(int(row["vote_repeats"]))
-        lines.append(f"vote best-of-R {shown(row, 'vote_best_of_r')} (R={repeats})")
+        lines.append(f"{label} best-of-R {shown(row, 'vote_best_of_r')} (R={repeats})")
     return lines
 
 
@@ -238,6 +245,7 @@ def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
         per_pass = "/".join(str(t) for t in times) or "?"
         notes.append(f"vote = mean ± std over seeds of one {per_pass}-vote pass (logits averaged) on the chosen "
                      "checkpoint; vote best-of-R = max over seeds of the best of R such passes (test-set selected).")
+        notes += _ours_vote_notes(rows)
     if data_kind == "real":
         notes.append(f"published = reports/published.yaml ({UNVERIFIED_MARK} = not checked against a primary "
                      "source); Δ = ours − published, ours being the statistic named after 'vs'; vote Δ uses "
@@ -250,22 +258,17 @@ def _notes(rows: pd.DataFrame, data_kind: str) -> list[str]:
     return notes + mark_notes(rows)
 
 
-def pretrain_flags(rows: pd.DataFrame) -> list[str]:
-    """The :data:`PRETRAIN_MARKS` flags any of ``rows`` carries (``pretrain_flags``; none without the column)."""
-    stated = rows.get("pretrain_flags", pd.Series(dtype=str)).dropna()
-    found = {flag for text in stated if text for flag in json.loads(text)}
-    return [flag for flag in PRETRAIN_MARKS if flag in found]
-
-
-def method_marks(rows: pd.DataFrame) -> str:
-    """' †‡' for a method's rows whose pre-training carried those flags; '' when none."""
-    marks = "".join(PRETRAIN_MARKS[flag][0] for flag in pretrain_flags(rows))
-    return f" {marks}" if marks else ""
-
-
-def mark_notes(rows: pd.DataFrame) -> list[str]:
-    """One note per mark used in the table: '† pre-training used category names ...'."""
-    return [f"{PRETRAIN_MARKS[flag][0]} {PRETRAIN_MARKS[flag][1]}." for flag in pretrain_flags(rows)]
+def _ours_vote_notes(rows: pd.DataFrame) -> list[str]:
+    """One note per suite of ``rows`` whose vote is ours (``vote_origin``), with the reason from published.yaml."""
+    if "vote_origin" not in rows:
+        return []
+    suites = dict.fromkeys(str(s) for s, o in zip(rows["suite"], rows["vote_origin"], strict=True) if o == VOTE_OURS)
+    notes = []
+    for suite in suites:
+        why = vote_practice(suite).note
+        notes.append(f"vote (ours) on {suite}: an extra statistic of ours, not the published protocol; the headline "
+                     f"is the un-voted paper statistic.{f' Why: {why}.' if why else ''}")
+    return notes
 
 
 def _heading(suite: str, data_kind: str, profile: str) -> str:
@@ -295,18 +298,41 @@ def _columns(suite: str, rows: pd.DataFrame) -> tuple[list[tuple[str, str]], lis
     return columns, [f"{v} {metric_label(m)}" for v, m in columns]
 
 
+#: the label columns after the method's, in order: a column whose value is the same in every row of ours moves to
+#: the table's notes (:func:`_fold_constant_columns`)
+LABEL_COLUMNS = ("recipe", "suite version", "config", "git commit")
+
+
 def _label(group: pd.DataFrame) -> list[str]:
+    """Method (display name and pre-training marks), recipe, suite version, config hash, git commits."""
     first = group.iloc[0]
     commits = sorted({c for s in group["git_commits"] for c in json.loads(s)})
-    return [str(first["method"]) + method_marks(group), str(first["recipe"]), f"v{first['suite_version']}",
-            str(first["config_hash"]), ", ".join(c[:10] for c in commits) or "unknown"]
+    return [display_name(str(first["method"])) + method_marks(group), str(first["recipe"]),
+            f"v{first['suite_version']}", str(first["config_hash"]), ", ".join(c[:10] for c in commits) or "unknown"]
+
+
+def _fold_constant_columns(table: Table) -> None:
+    """Drop each :data:`LABEL_COLUMNS` column whose value is the same in every row of ours (reference rows have
+    dashes there and do not count) and state that value once in the notes: 'Every row: recipe method; suite
+    version v1.' (the git commits are in the notes already)."""
+    ours = [row for row in table.rows if not row.reference]
+    same = [i for i in range(1, 1 + len(LABEL_COLUMNS)) if ours and len({row.label[i] for row in ours}) == 1]
+    if not same:
+        return
+    stated = [f"{table.header[i]} {ours[0].label[i]}" for i in same if table.header[i] != "git commit"]
+    if stated:  # the commits are in the notes already ('git commits: ...')
+        table.notes.append("Every row: " + "; ".join(stated) + ".")
+    keep = [i for i in range(len(table.header)) if i not in same]
+    table.header = [table.header[i] for i in keep]
+    width = 1 + len(LABEL_COLUMNS)
+    for row in table.rows:
+        row.label = [row.label[i] for i in keep if i < width]
 
 
 def _build_table(suite: str, data_kind: str, profile: str, rows: pd.DataFrame) -> Table:
     columns, names = _columns(suite, rows)
     table = Table(suite, data_kind, profile, _heading(suite, data_kind, profile),
-                  header=["method", "recipe", "suite version", "config", "git commit", *names],
-                  columns=columns, frame=rows)
+                  header=["method", *LABEL_COLUMNS, *names], columns=columns, frame=rows)
     keys = ["method", "recipe", "suite_version", "config_hash"]
     for _, group in rows.groupby(keys, sort=False):
         by_column = {(row["variant"], row["metric"]): row for _, row in group.iterrows()}
@@ -316,6 +342,7 @@ def _build_table(suite: str, data_kind: str, profile: str, rows: pd.DataFrame) -
     if data_kind == "real":
         table.references = _references(rows)
         _add_reference_rows(table, set(map(str, rows["method"])))
+    _fold_constant_columns(table)
     return table
 
 
@@ -334,8 +361,8 @@ def _add_reference_rows(table: Table, ours: set[str]) -> None:
                        f"{entry.protocol}. Source: {entry.source}")
                 table.references.append(ref + (f". Note: {entry.note}" if entry.note else ""))
         if found:
-            table.rows.append(TableRow(table.data_kind, [f"{display_name(method)} (published)", "—", "—", "—", "—"],
-                                       cells))
+            label = [f"{display_name(method)} (published)", *("—" for _ in LABEL_COLUMNS)]
+            table.rows.append(TableRow(table.data_kind, label, cells, reference=True))
 
 
 def build_tables(df: pd.DataFrame) -> list[Table]:

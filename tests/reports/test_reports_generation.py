@@ -54,7 +54,7 @@ def test_one_table_describes_each_metric_and_shows_the_noise_floor():
     assert "1-NNA noise floor ±1.8 points at n=405 (airplane): the binomial sd of one sampling run." in table
     header = next(line for line in table.splitlines() if line.startswith("| method"))
     assert header.endswith("| 1-NNA-CD | 1-NNA-EMD | COV-CD | COV-EMD | MMD-CD | MMD-EMD |")
-    row = next(line for line in table.splitlines() if line.startswith("| point_mge"))
+    row = next(line for line in table.splitlines() if line.startswith("| Point-MGE"))
     assert "paper 45.00 (seed 1)" in row  # closest to 50: seed 1's 45 beats seed 0's 60
     assert "honest 53.50 ± 10.61 (n=2)" in row  # means over sampling runs (61 and 46), then over seeds
     assert "paper 0.25 (seed 0)" in row and "paper 0.35 (seed 0)" in row  # MMD-CD x10^3, MMD-EMD x10^2
@@ -64,8 +64,8 @@ def test_published_rows_appear_beside_real_rows_only():
     records = [gen_record(), gen_record(variant="chair"), gen_record(data_kind="synthetic")]
     markdown = render_markdown(summarize(records))
     real, fake = generation_table(markdown), generation_table(markdown, "SYNTHETIC")
-    assert "| LION (published) | — | — | — | — | published 67.41 | published 61.23 | — | — | — | — | published 53.7 |" \
-        in real
+    # one configuration of ours: recipe, suite version, config and commit are in the notes, not in columns
+    assert "| LION (published) | published 67.41 | published 61.23 | — | — | — | — | published 53.7 |" in real
     assert "| PVD (published) |" in real and "published 73.82✱" in real and "PointFlow (published)" in real
     assert "PointFlow / airplane / 1-NNA-EMD: 70.74 ✱ unverified" in real and "75.06 (PointFlow issue #26)" in real
     assert "(published)" not in fake and "published 6" not in fake and "Δ" not in fake
@@ -74,7 +74,7 @@ def test_published_rows_appear_beside_real_rows_only():
 
 def test_a_scored_lion_row_takes_its_published_number_instead_of_a_reference_row():
     table = generation_table(render_markdown(summarize([gen_record(method="lion", nna=66.0)])))
-    row = next(line for line in table.splitlines() if line.startswith("| lion"))
+    row = next(line for line in table.splitlines() if line.startswith("| LION |"))
     assert "published 67.41 (Δ -1.41 vs paper)" in row and "published 61.23 (Δ +9.77 vs paper)" in row
     assert "LION (published)" not in table and "PVD (published)" in table
 
@@ -129,7 +129,7 @@ def test_the_samples_figure_is_embedded_for_generation_tables(tmp_path, samples_
     assert page.errors == [] and all(url.startswith("#") for url in page.urls)
     assert ("table-0", "samples") in page.figures and ("table-0", "seeds") in page.figures
     figure = text[text.index('data-plot="samples"'):text.index("</figure>", text.index('data-plot="samples"'))]
-    assert "airplane: reference" in figure and "airplane: point_mge" in figure and "chair: point_mge" in figure
+    assert "airplane: reference" in figure and "airplane: Point-MGE" in figure and "chair: Point-MGE" in figure
     assert "airplane: other" in figure and "Generated samples" in text
     assert "<image" not in figure  # vector points, no embedded raster
 
@@ -142,7 +142,7 @@ def test_the_samples_figure_is_skipped_when_the_files_are_gone(tmp_path, samples
     partial = [gen_record(variant="airplane", samples_file=str(tmp_path / "gone.npz")),
                gen_record(variant="chair", samples_file=str(samples_files["chair"]))]
     text = write_leaderboard(partial, tmp_path / "board2")["html"].read_text(encoding="utf-8")
-    assert "chair: point_mge" in text and "airplane: point_mge" not in text
+    assert "chair: Point-MGE" in text and "airplane: Point-MGE" not in text
 
 
 def test_latex_renders_a_generation_table():

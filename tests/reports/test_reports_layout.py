@@ -72,7 +72,7 @@ def test_partseg_table_has_cls_and_inst_columns(by_metric):
                *by_metric("shapenetpart", "default", PARTSEG, method="scratch")]
     (table,) = build_tables(summarize(records))
     assert table.header[-2:] == ["Inst. mIoU", "Cls. mIoU"]
-    assert [row.label[0] for row in table.rows] == ["scratch", "point_mae"]
+    assert [row.label[0] for row in table.rows] == ["Scratch", "Point-MAE"]  # display names (Method.display_name)
     mae = table.rows[1].cells
     assert mae[0][:2] == ["honest 86.10 ± 0.71 (n=2)", "paper 87.00 (seed 1)"]
     assert mae[1][:2] == ["honest 84.40 ± 0.71 (n=2)", "paper 85.30 (seed 1)"]

@@ -161,3 +161,19 @@ def test_different_configs_of_one_method_never_pool_seeds(make_record):
     df = summarize(records)
     assert sorted(df["config_hash"]) == ["aaa", "bbb"]
     assert list(df["n_seeds"]) == [1, 1]
+
+
+def test_rows_trained_from_random_init_note_their_method_init(make_record):
+    """Issue 14 item 9: the note comes from the record's resolved ``method.init``; old records name none."""
+    scratch = make_record("scratch", pretrain={"source": "none"},
+                          config={"seed": 0, "method": {"name": "scratch", "init": "torch_default"}})
+    old = make_record("scratch", config_hash="old", pretrain={"source": "none"},
+                      config={"seed": 0, "method": {"name": "scratch"}})
+    loaded = make_record("point_mae", pretrain={"source": "import"},
+                         config={"seed": 0, "method": {"name": "point_mae", "init": "torch_default"}})
+    df = summarize([scratch, old, loaded])
+    (note,) = json.loads(only_row(df, method="scratch", config_hash="cfg0001abc")["table_notes"])
+    assert note.startswith("scratch: trained from random initialisation, method.init=torch_default (")
+    assert "runner without --ckpts" in note
+    assert json.loads(only_row(df, method="scratch", config_hash="old")["table_notes"]) == []
+    assert json.loads(only_row(df, method="point_mae")["table_notes"]) == []

@@ -100,7 +100,7 @@ def test_figures_carry_their_axis_labels_as_text(report):
     _, page, _ = report
     fewshot = next(s for s in page.sections if page.sections[s].strip().startswith("fewshot"))
     bars = next(f for f in page.figures if f["section"] == fewshot and f["kind"] == "folds")
-    assert all(v in bars["text"] for v in ("5w10s", "5w20s", "10w10s", "10w20s", "point_mae", "scratch"))
+    assert all(v in bars["text"] for v in ("5w10s", "5w20s", "10w10s", "10w20s", "Point-MAE", "Scratch"))
     partseg = next(s for s in page.sections if page.sections[s].strip().startswith("shapenetpart"))
     seeds = next(f for f in page.figures if f["section"] == partseg and f["kind"] == "seeds")
     assert "Inst. mIoU" in seeds["text"] and "Cls. mIoU" in seeds["text"]
@@ -110,19 +110,21 @@ def test_figures_carry_their_axis_labels_as_text(report):
 def test_tables_show_the_right_numbers(report):
     _, page, _ = report
     fewshot = board(page, "fewshot")
-    assert fewshot["cells"][5:9] == ["5w10s", "5w20s", "10w10s", "10w20s"]
+    # recipe, suite version, config and commit are the same in every row: only the method column is left
+    assert fewshot["cells"][:5] == ["method", "5w10s", "5w20s", "10w10s", "10w20s"]
+    assert "Every row: recipe method; suite version v1; config cfg0001abc." in page.sections[fewshot["section"]]
     assert any("paper 96.30 ± 1.16 (fold mean, n=10)" in c for c in fewshot["cells"])
     scan = board(page, "scanobjectnn — real")
     # Point-MAE OBJ_BG: best 89.0 / 89.6 / 90.2 (paper 90.20, seed 2); last 87.8 / 88.7 / 89.6 (honest 88.70 ± 0.90)
     assert any(c.startswith("honest 88.70 ± 0.90 (n=3)paper 90.20 (seed 2)published 90.02") for c in scan["cells"])
     s3dis = board(page, "s3dis")
-    assert s3dis["cells"][5:8] == ["mIoU", "mAcc", "OA"]
+    assert s3dis["cells"][1:4] == ["mIoU", "mAcc", "OA"]
 
 
 def test_tuning_section_compares_default_and_tuned(report):
     _, page, _ = report
     (summary,) = [t for t in page.tables if t["cls"] == "tuning"]
-    assert summary["cells"][9:] == ["scanobjectnn-point_mae-lr", "scanobjectnn", "point_mae", "val_acc", "maximize",
+    assert summary["cells"][9:] == ["scanobjectnn-point_mae-lr", "scanobjectnn", "Point-MAE", "val_acc", "maximize",
                                     "81.5", "84", "+2.5", "lr=0.0003, weight_decay=0.05"]
     (trials,) = [t for t in page.tables if t["cls"] == "trials"]
     assert trials["cells"][4:8] == ["0", "COMPLETE", "80", "lr=0.0001, weight_decay=0.05"]

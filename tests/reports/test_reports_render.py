@@ -66,14 +66,15 @@ def mixed(make_record, three_seeds):
     ]
 
 
-def test_writes_four_files_atomically(mixed, tmp_path):
+def test_writes_four_files_and_a_fragment_per_table_atomically(mixed, tmp_path):
     (tmp_path / "leaderboard.md").write_text("stale", encoding="utf-8")
     paths = write_leaderboard(mixed, tmp_path)
-    assert set(paths) == {"md", "csv", "html", "tex"}
+    fragments = {"modelnet40-real-paper", "scanobjectnn-real-paper", "scanobjectnn-synthetic-paper"}
+    assert set(paths) == {"md", "csv", "html", "tex", *(f"tex:{name}" for name in fragments)}
     assert all(p.parent == tmp_path and p.stat().st_size > 0 for p in paths.values())
     assert paths["md"].read_text(encoding="utf-8").startswith("# pointbench leaderboard")
     names = ["leaderboard.csv", "leaderboard.html", "leaderboard.md", "leaderboard.tex"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, *(f"{name}.tex" for name in fragments)])
 
 
 def test_unwritable_output_is_a_clear_error(mixed, tmp_path):

@@ -112,8 +112,8 @@ def test_the_scaling_figure_is_in_the_html_report(tmp_path):
     figure = text[start:text.index("</figure>", start)]
     assert "<svg" in figure and 'aria-label="scaling law, scaling' in figure and "<image" not in figure
     assert "trained parameters N (log scale)" in figure and "test loss L (nats, log scale)" in figure
-    assert "g3pt fit: L = 2·N^-0.100, R² = 1.000" in figure and "point_mge fit: L = 3·N^-0.050" in figure
-    assert "Fits: g3pt: b = -0.100, R² = 1.000 over 3 sizes; point_mge: b = -0.050" in figure
+    assert "G3PT fit: L = 2·N^-0.100, R² = 1.000" in figure and "Point-MGE fit: L = 3·N^-0.050" in figure
+    assert "Fits: G3PT: b = -0.100, R² = 1.000 over 3 sizes; Point-MGE: b = -0.050" in figure
     assert all(figure.count(f">{size}</text>") == 2 for size in PARAMS)  # each point labelled with its size
 
 
@@ -121,7 +121,7 @@ def test_the_table_shows_the_test_loss_per_size_in_size_order():
     markdown = render_markdown(summarize(exact_records()))
     assert "| small | medium | large |" in markdown
     assert "Metric: test_loss in nats, lower is better." in markdown
-    row = next(line for line in markdown.splitlines() if line.startswith("| g3pt"))
+    row = next(line for line in markdown.splitlines() if line.startswith("| G3PT"))
     assert f"honest {law(1.0e3):.2f} (n=1, no std)" in row and f"paper {law(1.0e5):.2f} (seed 0)" in row
 
 

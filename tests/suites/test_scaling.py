@@ -268,4 +268,4 @@ def test_bench_run_trains_every_size_and_reports_the_scaling_law(suites, tiny_da
     markdown = (out / "leaderboard" / "leaderboard.md").read_text()
     assert "| small | medium | large |" in markdown and "test_loss in nats, lower is better" in markdown
     html = (out / "leaderboard" / "leaderboard.html").read_text()
-    assert 'data-plot="scaling"' in html and "Fits: point_mge: b = " in html
+    assert 'data-plot="scaling"' in html and "Fits: Point-MGE: b = " in html
