@@ -94,16 +94,17 @@ def write_plots(optuna_study: optuna.Study, folder: Path) -> dict[str, str | Non
     for name, plot, needed in jobs:
         if len(complete) < needed:
             continue
-        with warnings.catch_warnings():
+        # optuna's plots call plt.style.use("ggplot"), which changes the process's rcParams: keep it in here
+        with warnings.catch_warnings(), matplotlib.rc_context():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             warnings.simplefilter("ignore", UserWarning)  # PED-ANOVA: "importances will be equal" on flat studies
             try:
                 axes = plot(optuna_study)
             except (RuntimeError, ValueError, ZeroDivisionError):  # e.g. every trial has the same parameters
                 continue
-        path = folder / f"{name}.png"
-        axes.figure.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(axes.figure)
+            path = folder / f"{name}.png"
+            axes.figure.savefig(path, dpi=120, bbox_inches="tight")
+            plt.close(axes.figure)
         plots[name] = str(path)
     return plots
 

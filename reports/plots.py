@@ -42,7 +42,9 @@ from reports.names import display_name  # noqa: E402
 from reports.tables import Table, fold_mean  # noqa: E402
 
 LEGEND_FONT_SIZE = 9.0  # points, the same as the axis labels
+#: every size the figures use, pinned (a library that calls plt.style.use elsewhere in the process cannot move them)
 RC = {"svg.fonttype": "none", "svg.hashsalt": "pointbench", "font.size": 9, "legend.fontsize": LEGEND_FONT_SIZE,
+      "axes.labelsize": "medium", "axes.titlesize": "large", "xtick.labelsize": "medium", "ytick.labelsize": "medium",
       "axes.spines.top": False, "axes.spines.right": False}
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
 _STRIP = re.compile(r"<\?xml.*?\?>|<!DOCTYPE.*?>|<metadata>.*?</metadata>", re.S)

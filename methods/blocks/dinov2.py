@@ -63,6 +63,10 @@ def load_dinov2_file(name: str, path: str) -> DINOv2Teacher:
         import timm
     except ImportError:
         raise TeacherUnavailableError(f'teacher "{name}" needs timm: {EXTRA_HINT}') from None
+    except Exception as exc:  # noqa: BLE001 (e.g. a torchvision built for another torch fails at import)
+        raise TeacherUnavailableError(f'teacher "{name}" needs timm, which is installed but does not import '
+                                      f"({type(exc).__name__}: {str(exc).splitlines()[0]}); reinstall it with "
+                                      f"a torchvision that matches this torch ({EXTRA_HINT})") from None
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"method.image_encoder.ckpt={path!r}: no such file (a local {name} checkpoint).")

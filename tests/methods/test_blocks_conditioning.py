@@ -20,7 +20,19 @@ from methods.blocks.conditioning import (
 from methods.blocks.efficientnet import EfficientNetLite0
 from methods.blocks.teachers import CAPTION_TEMPLATES, load_teacher
 
-HAS_TIMM = importlib.util.find_spec("timm") is not None
+
+def _timm_problem() -> str | None:
+    """Why timm cannot be used here (absent, or its torchvision does not match this torch), or None."""
+    if importlib.util.find_spec("timm") is None:
+        return 'needs timm (the optional extra: pip install -e ".[teachers]")'
+    try:
+        import timm  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 (a torchvision built for another torch fails at import)
+        return f"timm is installed but does not import: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    return None
+
+
+TIMM_PROBLEM = _timm_problem()
 
 
 def encoder(kinds=("class", "text", "image")) -> ConditionEncoder:
@@ -98,7 +110,7 @@ def test_dinov2_without_a_file_says_how_to_give_one() -> None:
         load_teacher("dinov2_vits14")
 
 
-@pytest.mark.skipif(not HAS_TIMM, reason='needs timm (the optional extra: pip install -e ".[teachers]")')
+@pytest.mark.skipif(TIMM_PROBLEM is not None, reason=str(TIMM_PROBLEM))
 def test_dinov2_loads_an_official_layout_file_strictly(tmp_path) -> None:
     import timm
 
