@@ -90,6 +90,9 @@ def _expand(value: str, known: list[str], kind: str) -> list[str]:
     if value == "all":
         return list(known)
     names = [v.strip() for v in value.split(",") if v.strip()]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{kind}={value}: {', '.join(repeated)} given twice; name each {kind} once.")
     for name in names:
         if name not in known:
             hint = did_you_mean(name, known)
@@ -278,6 +281,12 @@ def _validate(cfg: DictConfig) -> None:
             )
     if not cfg.seeds:
         raise ConfigError("seeds is empty: give at least one seed, e.g. seeds=[0].")
+    for key, values in (("seeds", list(cfg.seeds)), ("suite.variants", list(cfg.suite.variants))):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:  # the same job would run twice at once, into one work folder and one MLflow run
+            raise ConfigError(f"{key}={values}: {', '.join(repeated)} given twice; each must appear once.")
+    check_trainer_ranges(cfg.trainer, "trainer")
+    check_trainer_ranges(cfg.pretrain.trainer, "pretrain.trainer")
     check_report(to_plain(cfg.suite.report), f'suite "{cfg.suite.name}": suite.report')
     _validate_stages(cfg)
 
@@ -288,7 +297,29 @@ def _validate_stages(cfg: DictConfig) -> None:
     if any(not name for name in names) or len(set(names)) != len(names):
         raise ConfigError(f"pretrain.stages: every stage needs a unique, non-empty name; got {names}.")
     for stage in cfg.pretrain.stages:
-        stage_trainer(cfg, stage)
+        check_trainer_ranges(stage_trainer(cfg, stage), f"pretrain.stages.{stage.name}.trainer")
+
+
+#: TrainerConfig fields with their allowed range: (lowest, lowest included, highest or None)
+TRAINER_RANGES = {"epochs": (1, True, None), "batch_size": (1, True, None), "eval_batch_size": (0, True, None),
+                  "lr": (0.0, False, None), "weight_decay": (0.0, True, None), "warmup_epochs": (0, True, None),
+                  "warmup_lr_init": (0.0, True, None), "min_lr": (0.0, True, None), "drop_path": (0.0, True, 1.0)}
+
+
+def check_trainer_ranges(trainer: Any, where: str) -> None:
+    """Every range of :data:`TRAINER_RANGES` holds (and ``grad_clip`` is null or > 0), before any work; a
+    ConfigError names the key, its value and the range."""
+    for key, (low, inclusive, high) in TRAINER_RANGES.items():
+        value = trainer.get(key) if hasattr(trainer, "get") else getattr(trainer, key, None)
+        if value is None:
+            continue
+        below = value < low if inclusive else value <= low
+        if below or (high is not None and value >= high):
+            bound = f"{'>=' if inclusive else '>'} {low:g}" + (f" and < {high:g}" if high is not None else "")
+            raise ConfigError(f"{where}.{key}={value:g}: it must be {bound}.")
+    clip = trainer.get("grad_clip") if hasattr(trainer, "get") else getattr(trainer, "grad_clip", None)
+    if clip is not None and clip <= 0:
+        raise ConfigError(f"{where}.grad_clip={clip:g}: it must be null (no clipping) or > 0.")
 
 
 def stage_trainer(cfg: DictConfig, stage: Any) -> DictConfig:

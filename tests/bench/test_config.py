@@ -137,10 +137,10 @@ def test_tilde_on_schema_or_missing_keys_fails(token, needle):
 
 def test_a_list_element_is_set_by_its_index_and_a_bad_index_is_named():
     cfg = resolve("generation", "point_mge", profile="demo",
-                  overrides=["pretrain.stages.0.trainer.epochs=0", "pretrain.stages.1.trainer.epochs=3"])
-    assert [dict(s.trainer) for s in cfg.pretrain.stages] == [{"epochs": 0}, {"epochs": 3}]
+                  overrides=["pretrain.stages.0.trainer.epochs=2", "pretrain.stages.1.trainer.epochs=3"])
+    assert [dict(s.trainer) for s in cfg.pretrain.stages] == [{"epochs": 2}, {"epochs": 3}]
     assert cfg.pretrain.stages[0].name == "tokenizer"  # the rest of the element is kept
-    for bad, needle in [("pretrain.stages.5.trainer.epochs=0", "has 2 element(s), no element 5"),
+    for bad, needle in [("pretrain.stages.5.trainer.epochs=2", "has 2 element(s), no element 5"),
                         ("pretrain.stages.0.bogus=1", "bogus"),
                         ("pretrain.stages.x.trainer=1", "set one element of a list by its index")]:
         with pytest.raises(ConfigError, match=re.escape(needle)):
