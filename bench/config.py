@@ -286,7 +286,7 @@ def _validate(cfg: DictConfig) -> None:
         if repeated:  # the same job would run twice at once, into one work folder and one MLflow run
             raise ConfigError(f"{key}={values}: {', '.join(repeated)} given twice; each must appear once.")
     check_trainer_ranges(cfg.trainer, "trainer")
-    check_trainer_ranges(cfg.pretrain.trainer, "pretrain.trainer")
+    check_trainer_ranges(cfg.pretrain.trainer, "pretrain.trainer", min_epochs=0)
     check_report(to_plain(cfg.suite.report), f'suite "{cfg.suite.name}": suite.report')
     _validate_stages(cfg)
 
@@ -297,7 +297,7 @@ def _validate_stages(cfg: DictConfig) -> None:
     if any(not name for name in names) or len(set(names)) != len(names):
         raise ConfigError(f"pretrain.stages: every stage needs a unique, non-empty name; got {names}.")
     for stage in cfg.pretrain.stages:
-        check_trainer_ranges(stage_trainer(cfg, stage), f"pretrain.stages.{stage.name}.trainer")
+        check_trainer_ranges(stage_trainer(cfg, stage), f"pretrain.stages.{stage.name}.trainer", min_epochs=0)
 
 
 #: TrainerConfig fields with their allowed range: (lowest, lowest included, highest or None)
@@ -306,10 +306,12 @@ TRAINER_RANGES = {"epochs": (1, True, None), "batch_size": (1, True, None), "eva
                   "warmup_lr_init": (0.0, True, None), "min_lr": (0.0, True, None), "drop_path": (0.0, True, 1.0)}
 
 
-def check_trainer_ranges(trainer: Any, where: str) -> None:
+def check_trainer_ranges(trainer: Any, where: str, min_epochs: int = 1) -> None:
     """Every range of :data:`TRAINER_RANGES` holds (and ``grad_clip`` is null or > 0), before any work; a
-    ConfigError names the key, its value and the range."""
+    ConfigError names the key, its value and the range. ``min_epochs`` 0 for pre-training: a stage of 0 epochs keeps
+    the seeded init (an untrained model, as the generation-signal test compares)."""
     for key, (low, inclusive, high) in TRAINER_RANGES.items():
+        low = min_epochs if key == "epochs" else low
         value = trainer.get(key) if hasattr(trainer, "get") else getattr(trainer, key, None)
         if value is None:
             continue

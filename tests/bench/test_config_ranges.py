@@ -18,6 +18,7 @@ from bench.errors import ConfigError
     ("trainer.drop_path=1.0", "trainer.drop_path=1: it must be >= 0 and < 1"),
     ("trainer.grad_clip=0", "trainer.grad_clip=0: it must be null"),
     ("pretrain.trainer.batch_size=0", "pretrain.trainer.batch_size=0"),
+    ("pretrain.trainer.epochs=-1", "pretrain.trainer.epochs=-1: it must be >= 0"),
     ("seeds=[0,0]", "seeds=[0, 0]: 0 given twice"),
     ("suite.variants=[objbg,objbg]", "suite.variants=['objbg', 'objbg']: objbg given twice"),
 ])
@@ -30,6 +31,11 @@ def test_out_of_range_and_repeated_values_are_named(override: str, needle: str) 
 def test_a_stage_trainer_out_of_range_names_the_stage() -> None:
     with pytest.raises(ConfigError, match=r"pretrain\.stages\.tokenizer\.trainer\.lr=-0\.5"):
         resolve("generation", "point_mge", profile="demo", overrides=["pretrain.stages.0.trainer.lr=-0.5"])
+
+
+def test_a_pre_training_stage_of_zero_epochs_is_an_untrained_model_not_an_error() -> None:
+    cfg = resolve("generation", "point_mge", profile="demo", overrides=["pretrain.stages.0.trainer.epochs=0"])
+    assert cfg.pretrain.stages[0].trainer.epochs == 0
 
 
 def test_a_method_named_twice_is_refused() -> None:
