@@ -53,11 +53,14 @@ Outputs in ``<output.dir>/tuning/<study>/`` (written by every worker when it end
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,8 +242,30 @@ def hide_password(url: str) -> str:
         return url
 
 
+@contextmanager
+def opening_lock(output_dir: Path) -> Iterator[None]:
+    """An exclusive lock (``<output.dir>/tuning/.open_study.lock``, ``fcntl.flock``) around creating a study and
+    enqueueing its default trial: two workers started together on one machine would otherwise both see an empty
+    study and both enqueue the default config. Workers on other machines (a shared postgresql:// storage) are not
+    serialised by it."""
+    folder = output_dir / "tuning"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".open_study.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def open_study(study: Study) -> optuna.Study:
-    """Create or load the study; enqueue the default config as the first trial of a new study."""
+    """Create or load the study; enqueue the default config as the first trial of a new study (under
+    :func:`opening_lock`)."""
+    with opening_lock(study.output_dir):
+        return _open_study(study)
+
+
+def _open_study(study: Study) -> optuna.Study:
     tune = study.base.tune
     storage = make_storage(study.storage_url, tune.heartbeat_s, tune.retries)
     optuna_study = optuna.create_study(
