@@ -50,15 +50,20 @@ class SurfaceSamples:
     meshes: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
+def query_chunked(fields: ShapeFields, points: torch.Tensor, chunk: int) -> np.ndarray:
+    """(n, Q) float32 field values at ``points`` (n, Q, 3), at most ``chunk`` points per call over all n shapes."""
+    per = max(1, chunk // max(points.shape[0], 1))
+    out = np.empty(points.shape[:2], np.float32)
+    for start in range(0, points.shape[1], per):
+        out[:, start : start + per] = fields.query(points[:, start : start + per]).detach().float().cpu().numpy()
+    return out
+
+
 def field_volumes(fields: ShapeFields, resolution: int, bound: float, chunk: int) -> np.ndarray:
-    """(n, R, R, R) float32 field values on the grid, queried ``chunk`` points at a time over all n shapes."""
+    """(n, R, R, R) float32 field values on the grid (:func:`query_chunked` over the grid, shared by the shapes)."""
     grid = torch.from_numpy(np.ascontiguousarray(grid_points(resolution, bound), dtype=np.float32))
-    per = max(1, chunk // max(fields.n, 1))
-    out = np.empty((fields.n, len(grid)), np.float32)
-    for start in range(0, len(grid), per):
-        block = grid[start : start + per].unsqueeze(0).expand(fields.n, -1, -1)
-        out[:, start : start + per] = fields.query(block).detach().float().cpu().numpy()
-    return out.reshape(fields.n, resolution, resolution, resolution)
+    values = query_chunked(fields, grid.unsqueeze(0).expand(fields.n, -1, -1), chunk)
+    return values.reshape(fields.n, resolution, resolution, resolution)
 
 
 Mesh = tuple[np.ndarray, np.ndarray]  # (vertices (V, 3), faces (F, 3))

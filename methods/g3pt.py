@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.api import CONDITIONAL_GENERATION, GENERATION, SHAPE_FIELDS, Condition, Method, MethodConfig, ShapeFields
+from bench.data.render import depth_images
 from bench.data.shapenet55 import ShapeNet55
 from bench.errors import ConfigError
 from bench.registry import METHODS, TEACHERS
@@ -51,7 +52,6 @@ from methods.blocks.conditioning import (
     ImageEncoderConfig,
     TextEncoderConfig,
     condition_inputs,
-    render_depth,
     training_captions,
 )
 from methods.blocks.cvq import CrossScaleQuantizer
@@ -294,7 +294,7 @@ class G3PT(Method):
         view = batch.get("view")
         if view is not None and view.dim() == 4 and view.shape[1] == image.views:
             return {"depth": view.float()}
-        return {"depth": render_depth(batch["xyz"].float(), image.views, image.render)}
+        return {"depth": depth_images(batch["xyz"].float(), image.views, image.render)}
 
     def scale_weights(self, device) -> Tensor:
         """Per-token loss weights: 1, or 0 beyond the first half of the scales while the progressive share lasts."""

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from bench.api import Condition
 from bench.errors import ConfigError
 from bench.registry import TEACHERS
-from methods.blocks.projection import depth_images, to_teacher_input
+from methods.blocks.projection import to_teacher_input
 from methods.blocks.teachers import CAPTION_TEMPLATES, RANDOM_SOURCE, Teacher, load_teacher, sha256_of
 
 CONDITIONS = ("class", "text", "image")
@@ -197,11 +197,6 @@ def condition_inputs(condition: Condition, views: int, render: int) -> dict:
                               f"{views}), got {tuple(images.shape)}")
         return {"depth": images[:, :, 0]}
     raise ConfigError(f"condition kind {condition.kind!r} is not one of {', '.join(CONDITIONS)}")
-
-
-def render_depth(xyz: Tensor, views: int, render: int) -> Tensor:
-    """(B, N, 3) clouds in [-1, 1]^3 -> (B, V, render, render) depth images (the documented projection)."""
-    return depth_images(xyz, views, render)
 
 
 def training_captions(labels: Tensor, class_names: Sequence[str],

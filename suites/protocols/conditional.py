@@ -45,7 +45,7 @@ from bench.registry import DATASETS, PROTOCOLS
 from bench.results import JobResult
 from bench.schema import ReportConfig, SuiteConfig
 from bench.scoring import metric_names, metric_results, reference_order
-from bench.shape_fields import MeshConfig, fields_to_points
+from bench.shape_fields import MeshConfig, fields_to_points, query_chunked
 from bench.trainer import resolve_device
 from suites.protocols.toolkit import eval_mode
 
@@ -109,15 +109,6 @@ def shape_condition(kind: str, samples: list[dict[str, Any]], suite: Any, class_
     return Condition("image", images=torch.stack(views).unsqueeze(2))
 
 
-def query_values(fields: Any, points: list[np.ndarray], chunk: int) -> list[np.ndarray]:
-    """Each shape's field at its own query points (equal counts per shape: the data set's fixed sizes)."""
-    stacked = torch.as_tensor(np.stack(points).astype(np.float32))
-    per = max(1, chunk // max(len(points), 1))
-    out = [fields.query(stacked[:, i : i + per]).float().cpu().numpy() for i in range(0, stacked.shape[1], per)]
-    values = np.concatenate(out, axis=1)
-    return list(values)
-
-
 def score_batch(fields: Any, samples: list[dict[str, Any]], suite: Any, seed: int) -> tuple[list[dict], int]:
     """Per-shape scores of one batch, and how many shapes had an empty level set."""
     mesh = MeshConfig(int(suite.resolution), float(suite.bound), int(suite.chunk), str(suite.mc_backend))
@@ -126,7 +117,8 @@ def score_batch(fields: Any, samples: list[dict[str, Any]], suite: Any, seed: in
     for key, points_key, labels_key in (("iou", "query", "occupancy"), ("iou_near", "near_query", "near_occupancy")):
         if fields.kind != "occupancy" or any(points_key not in s for s in samples):
             continue
-        values = query_values(fields, [s[points_key] for s in samples], int(suite.chunk))
+        points = torch.as_tensor(np.stack([s[points_key] for s in samples]).astype(np.float32))
+        values = query_chunked(fields, points, int(suite.chunk))
         for row, value, sample in zip(rows, values, samples, strict=True):
             row[key] = occupancy_iou(value, np.asarray(sample[labels_key]))
     for row, pred, sample in zip(rows, surfaces.points, samples, strict=True):
