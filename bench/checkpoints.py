@@ -62,11 +62,26 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-            "(is it a PyTorch .pth file holding only tensors and plain containers?)"
-        ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: it is not a checkpoint this harness can load safely "
+                              f"({_load_reason(exc)}). pointbench reads only PyTorch files of tensors and plain "
+                              "containers (torch.load with weights_only=True), never arbitrary pickled objects: give "
+                              "a state-dict checkpoint such as the authors' .pth files.") from None
     return unwrap_state_dict(obj, str(path))
+
+
+#: torch's weights_only refusal opens with advice to load the file unsafely, which is wrong here: it is dropped
+_TORCH_ADVICE = ("Weights only load failed", "Check the documentation of torch.load", "Please file an issue")
+
+
+def _load_reason(exc: Exception) -> str:
+    """The specific reason in a torch.load error (``unsupported GLOBAL posix.system``), without torch's advice to
+    re-run with ``weights_only=False``; the exception type when nothing else is said."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    specific = [line for line in lines if not line.startswith(_TORCH_ADVICE)]
+    if not specific:  # an error of another shape: its first line, unless it is torch's advice
+        specific = [line for line in lines[:1] if "weights_only" not in line]
+    reason = "; ".join(specific)[:300]
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
 
 
 def _names(keys: Sequence[str], limit: int = 10) -> str:

@@ -1,7 +1,9 @@
 """``bench``: run, tune, show, ls, report, score generation, data {check, synth, prepare}.
 
 Arguments after the sub-command are ``key=value`` (``suite=scanobjectnn method=all trainer.epochs=5``).
-Exit codes: 0 ok; 2 config error; 3 data error; 4 checkpoint error; 5 output error; 1 anything unexpected.
+Exit codes (:mod:`bench.errors`): 0 ok; 2 config error; 3 data error; 4 checkpoint error; 5 output error (a full
+disk too); 6 training diverged (a non-finite loss); 7 a worker process died; 130 interrupted; 1 anything
+unexpected (a bug: the traceback is shown).
 A user error prints one paragraph and no traceback (``--debug`` shows it). ``bench run --help`` documents the
 grammar, selectors, overrides and outputs; ``bench run ... --dry-run`` prints the plan (:func:`bench.plan.dry_run`).
 Start-up: only argparse and :mod:`bench.errors` at import; each command imports what it needs, after its arguments
@@ -21,7 +23,8 @@ from bench.errors import BenchError
 DESCRIPTION = "bench: run, tune, show, ls, report, score generation, data {check, synth, prepare}."
 EPILOG = """arguments after the sub-command are key=value (bench run suite=scanobjectnn method=all trainer.epochs=5);
 bench <command> --help tells more.
-exit codes: 0 ok; 2 config error; 3 data error; 4 checkpoint error; 5 output error; 1 anything unexpected."""
+exit codes: 0 ok; 2 config error; 3 data error; 4 checkpoint error; 5 output error (a full disk too);
+6 training diverged; 7 a worker process died; 130 interrupted (Ctrl-C); 1 a bug (the traceback is shown)."""
 RUN_DESCRIPTION = """Run a sweep: every method x variant x seed of each suite, one run record per job (and an MLflow
 run), then the leaderboard. A job whose record exists is skipped: the same command again resumes a sweep."""
 RUN_EPILOG = """arguments are key=value, no spaces around "="; a value is read as YAML (5, 1e-4, true, [0,1]).
@@ -145,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; run the same command again to resume.", file=sys.stderr)
         return 130
+    except Exception as err:  # a full disk surfaces through many libraries (torch, SQLite, pandas)
+        from bench.io import is_out_of_space
+
+        if args.debug or not is_out_of_space(err):
+            raise
+        print(f"bench: error: no space left on the device ({type(err).__name__}: {str(err).splitlines()[0]}). "
+              "Free some space (or set output.dir to another disk) and run the same command again: finished jobs "
+              "are kept and interrupted ones resume.", file=sys.stderr)
+        return 5
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -177,7 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome.log_leaderboard(paths)  # the files as artifacts of the sweep run (nothing when tracking is off)
     if not args.quiet:
         print(render_markdown(summarize(outcome.records)))
-    print(f"ran {outcome.ran} job(s), {outcome.skipped} already done")
+    others = f", {outcome.by_others} finished by another process" if outcome.by_others else ""
+    print(f"ran {outcome.ran} job(s), {outcome.skipped} already done{others}")
     print(f"leaderboard: {paths.get('md')} (also {_others(paths)})")
     if outcome.tracking_uri:
         print(f"mlflow: mlflow ui --backend-store-uri {outcome.tracking_uri}")
@@ -225,7 +238,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from bench.schema import PROFILES
 
     load_plugins()
-    root = Path(_kv(args.args).get("data.root", _default_root()))
+    root = Path(_kv(args.args, ("data.root",), "bench ls").get("data.root", _default_root()))
     runs = runnable_suites()
     print("methods (capabilities; suites it can run):")
     for name in METHODS.names():
@@ -245,8 +258,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports.render import write_leaderboard
     from reports.sources import gather_records
 
-    options = _kv(args.args)
+    options = _kv(args.args, REPORT_KEYS, "bench report")
     output = Path(options.get("output.dir", "./runs"))
+    from bench.io import check_output_links
+
+    check_output_links(output, options.get("output.allow_links", "false").lower() == "true")
     # no records but tuning studies (only `bench tune` has run): a report of the studies
     records = gather_records(output, options.get("tracking.uri"), options.get("tracking.experiment", "pointbench"))
     paths = write_leaderboard(records, output / "leaderboard", tuning_dir=output / "tuning")
@@ -322,12 +338,21 @@ def _prepare(root: Path, options: dict[str, str], names: list[str] | tuple[str, 
     return 0
 
 
-def _kv(tokens: list[str]) -> dict[str, str]:
+#: the keys ``bench report`` reads; any other is an error (a misspelt ``output.dri`` must not be ignored)
+REPORT_KEYS = ("output.dir", "output.allow_links", "tracking.uri", "tracking.experiment")
+
+
+def _kv(tokens: list[str], known: tuple[str, ...] | None = None, command: str = "bench") -> dict[str, str]:
+    """``key=value`` tokens as a dict; with ``known``, a key outside it is a ConfigError naming it."""
+    from bench.errors import ConfigError
+
     out = {}
     for token in tokens:
         if "=" not in token:
-            raise BenchError(f'cannot parse "{token}": arguments are key=value.')
+            raise ConfigError(f'cannot parse "{token}": arguments are key=value.')
         key, value = token.split("=", 1)
+        if known is not None and key not in known:
+            raise ConfigError(f'{command}: unknown key "{key}". Known keys: {", ".join(known)}.')
         out[key] = value
     return out
 

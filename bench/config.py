@@ -69,6 +69,7 @@ def parse_cli(tokens: list[str]) -> CliRequest:
             read_yaml(Path(value).expanduser())  # a missing or malformed file fails here, naming it
             overrides.append(f"{OVERRIDES_FILE}={Path(value).expanduser().resolve()}")
         else:
+            _check_override_value(key, value)
             overrides.append(token)
     suites = _expand(selected.get("suite", ""), suite_names(), "suite")
     profile = selected.get("profile") or None
@@ -82,6 +83,18 @@ def parse_cli(tokens: list[str]) -> CliRequest:
     method = selected.get("method", "all")
     methods = None if method == "all" else _expand(method, METHODS.names(), "method")
     return CliRequest(suites, methods, profile, recipe, overrides)
+
+
+def _check_override_value(key: str, value: str) -> None:
+    """An override's value is read as YAML (as OmegaConf's dotlist reads it); one YAML cannot parse (``[1,``, an
+    unbalanced quote) is a ConfigError naming the key, before anything is imported or run."""
+    try:
+        yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f'{key}={value}: the value is not valid YAML ({problem}). A list is [a,b] with its brackets '
+                          "closed; quote a string holding brackets, quotes or a colon, e.g. "
+                          f"{key}='\"text\"' in the shell.") from None
 
 
 def _expand(value: str, known: list[str], kind: str) -> list[str]:
@@ -184,14 +197,26 @@ def resolve(suite: str, method: str, *, profile: str, recipe: str = "method", ov
     indexed = [o for o in overrides if _indexes_a_list(o)]
     try:
         dotlist = OmegaConf.from_dotlist([o for o in overrides if o not in indexed])
-    except OmegaConfBaseException as err:
+    except (OmegaConfBaseException, yaml.YAMLError) as err:
         raise ConfigError(f"cannot parse command-line overrides {list(overrides)}: {err}") from None
     merged = _merge(merged, dotlist, "command line")
     for token in indexed:
         merged = _set_indexed(merged, token)
+    _check_interpolations(merged)
     _validate(merged)
     OmegaConf.set_readonly(merged, True)
     return merged
+
+
+def _check_interpolations(cfg: DictConfig) -> None:
+    """Every ``${...}`` resolves (a bad one would otherwise surface as a traceback wherever it is first read)."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        where = f" (key {key})" if key else ""
+        raise ConfigError(f"an interpolation in the config cannot be resolved{where}: "
+                          f"{str(err).splitlines()[0]}.") from None
 
 
 def _indexes_a_list(token: str) -> bool:
@@ -212,7 +237,7 @@ def _set_indexed(cfg: DictConfig, token: str) -> DictConfig:
                 raise KeyError(f"{'.'.join(parts[:depth])} has {len(node)} element(s), no element {part}")
             node = node[int(part)] if isinstance(node, ListConfig) else node[part]
         OmegaConf.update(cfg, key, value, merge=True)
-    except (OmegaConfBaseException, KeyError, IndexError, TypeError, ValueError) as err:
+    except (OmegaConfBaseException, yaml.YAMLError, KeyError, IndexError, TypeError, ValueError) as err:
         raise ConfigError(f'command line: cannot set "{key}": {str(err).splitlines()[0]}') from None
     return cfg
 

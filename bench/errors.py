@@ -3,6 +3,9 @@
 Every error a user can cause (bad config, missing or malformed data, wrong checkpoint, unwritable folder) is a
 :class:`BenchError` whose message is one plain paragraph naming the file or key and what is wrong. The CLI prints
 it without a traceback (unless ``--debug``) and exits non-zero. Anything else is a bug and keeps its traceback.
+
+Exit codes (the README's table): 0 ok; 1 a bug (traceback); 2 config; 3 data; 4 checkpoint; 5 output (including
+a full disk); 6 training diverged; 7 a worker process died; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -38,6 +41,23 @@ class OutputError(BenchError):
     """The output folder cannot be created or written."""
 
     exit_code = 5
+
+
+class TrainingError(BenchError):
+    """Training cannot go on: a non-finite loss (the message names the job, epoch and step and suggests a lower lr)."""
+
+    exit_code = 6
+
+
+class WorkerError(BenchError):
+    """A pool worker process died under a job (killed, out of memory): the message names the job; the job resumes
+    from its ``last.pt`` when the same command runs again."""
+
+    exit_code = 7
+
+
+#: the exit code of an interrupted command (Ctrl-C / SIGINT), as shells report 128 + SIGINT
+INTERRUPTED_EXIT = 130
 
 
 class JobStopped(Exception):

@@ -239,6 +239,9 @@ class TrackingConfig:
 @dataclass
 class OutputConfig:
     dir: str = "./runs"
+    # a sub-folder of output.dir that is a symlink to a folder outside it (records -> /elsewhere) is refused unless
+    # this is true: the harness would write through it (bench.io.check_output_links)
+    allow_links: bool = False
 
 
 @dataclass

@@ -36,6 +36,9 @@ def locate(dataset: str, variants: list[str], root: str | Path, source: str, sta
     ``write=False`` (``bench show``) never writes the stand-in; its note then says it would be written."""
     load_plugins()
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data.root={root} is a file, not a folder: point data.root (or BENCH_DATA) at the folder "
+                        "that holds the data sets (or an empty one, where the synthetic stand-in is written).")
     missing = missing_files(dataset, root, variants)
     if source == "real" and missing:
         shown = "\n  ".join(str(p) for p in missing[:6])

@@ -70,6 +70,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.config import CliRequest, resolve
 from bench.errors import ConfigError, JobStopped
+from bench.io import check_output_links
 from bench.metrics.base import Direction
 from bench.plan import job_spec, plan_suite
 from bench.pretraining import encoder_source
@@ -143,8 +144,9 @@ def setup_study(request: CliRequest, progress: Progress) -> Study:
                           f"protocol of suite {suite} has no suite.validation setting.")
     space = parse_space(base.tune.space, base)
     output_dir = ensure_writable(Path(base.output.dir).expanduser().resolve())
+    check_output_links(output_dir, base.output.allow_links)
     name = base.tune.study or f"{suite}-{method}-{profile}-{variant}"
-    folder = ensure_writable(output_dir / "tuning" / re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
+    folder = ensure_writable(output_dir / "tuning" / study_folder_name(name))
     storage_url = base.tune.storage or f"sqlite:///{output_dir / 'tuning' / 'optuna.db'}"
     tracker = make_tracker(base.tracking.enabled, base.tracking.uri, base.tracking.experiment, output_dir)
     study = Study(request, suite, method, profile, variant, base, data, output_dir, folder, name, storage_url,
@@ -240,6 +242,16 @@ def hide_password(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - not a URL: show as given
         return url
+
+
+def study_folder_name(name: str) -> str:
+    """The study's folder under ``<output.dir>/tuning``: ``name`` with every run of other characters than letters,
+    digits, ``_ . -`` replaced by ``_``. A name of dots alone (``..``) would leave that folder: a ConfigError."""
+    folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    if not folder.strip("."):
+        raise ConfigError(f"tune.study={name!r}: a study name needs a letter, digit, _ or - (it names the folder "
+                          "<output.dir>/tuning/<study>; a name of dots alone would point outside it).")
+    return folder
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import OutputError
-from bench.io import atomic_write_text
+from bench.io import atomic_write_many
 from bench.records import RunRecord
 from reports.fidelity import options_line
 from reports.latex import latex_fragments, render_latex
@@ -115,9 +115,8 @@ def write_leaderboard(records: list[RunRecord], out_dir: Path, tuning_dir: Path 
     for name, text in latex_fragments(df).items():
         texts[f"tex:{name}"] = text
         paths[f"tex:{name}"] = Path(out_dir) / f"{name}.tex"
-    for fmt, text in texts.items():
-        try:
-            atomic_write_text(paths[fmt], text)
-        except OSError as err:
-            raise OutputError(f"cannot write {paths[fmt]}: {err}") from err
+    try:  # every format or none: a full disk never leaves a new md beside a stale html
+        atomic_write_many({paths[fmt]: text.encode("utf-8") for fmt, text in texts.items()})
+    except OSError as err:
+        raise OutputError(f"cannot write the leaderboard in {out_dir}: {err}") from err
     return paths

@@ -57,8 +57,28 @@ def read_shape_txt(path: Path) -> np.ndarray:
     try:
         points = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
     except ValueError as exc:
-        raise DataError(f"{path}: cannot parse comma-separated x,y,z,nx,ny,nz lines ({exc}).") from None
+        raise DataError(f"{path}: cannot parse comma-separated x,y,z,nx,ny,nz lines ({_bad_line(path) or exc}).") \
+            from None
     return check_points(points, path, width=6)[:, :6]
+
+
+def _bad_line(path: Path) -> str | None:
+    """Where a txt file stops being comma-separated numbers, as ``line N`` counted from 1 like an editor (numpy's
+    own messages count rows from 0 for a bad value and from 1 for a changed column count), with its text."""
+    width = None
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            fields = line.strip().split(",")
+            try:
+                [float(field) for field in fields]
+            except ValueError:
+                return f"line {number} is not numbers: {line.strip()[:80]!r}"
+            if width is not None and len(fields) != width:
+                return f"line {number} has {len(fields)} values where the lines before have {width}"
+            width = len(fields)
+    return None
 
 
 def build_modelnet_cache(folder: Path, split: str, npoints: int = 8192) -> Path:
