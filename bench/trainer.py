@@ -20,8 +20,11 @@ Conventions:
 - Optimizer: AdamW over the model's groups (a :class:`bench.api.Method` gives its own, a group may scale the lr by
   ``lr_scale``); a Method's ``on_epoch_start`` runs before each epoch and ``on_step`` after each optimizer step.
 - Resume: ``<workdir>/last.pt`` is written atomically after every epoch (model, optimizer, history, RNG state,
-  step count); ``fit`` continues from it. ``best.pt`` holds the weights of the epoch whose ``select`` metric is best
-  in that metric's direction (strictly better than every earlier epoch, as the reference's ``better_than``).
+  step count); ``fit`` continues from it (first removing the ``.*.tmp`` files a killed write left there). ``best.pt``
+  holds the weights of the epoch whose ``select`` metric is best in that metric's direction (strictly better than
+  every earlier epoch, as the reference's ``better_than``).
+- Stop: :func:`bench.interrupt.raise_if_stopped` before every epoch, step and evaluation: on Ctrl-C a pool worker's
+  job stops at its next step (KeyboardInterrupt; ``last.pt`` kept). A non-finite loss raises :class:`NonFiniteLoss`.
 - ``trainer.deterministic``: deterministic GPU kernels (:func:`make_deterministic`), stated in the record.
 - Distributed (``torchrun --nproc_per_node=K bench run ...``; :func:`init_distributed` joins the group, gloo on CPU,
   nccl on CUDA with one device per local rank): the model is wrapped in DistributedDataParallel and
@@ -63,7 +66,8 @@ from bench.distributed import (  # noqa: F401 - the runtime's names, re-exported
     single_process_order,
     world_size,
 )
-from bench.errors import ConfigError
+from bench.errors import ConfigError, TrainingError
+from bench.interrupt import raise_if_stopped
 from bench.io import atomic_torch_save
 from bench.metrics.base import Direction
 from bench.progress import NullProgress, Progress
@@ -82,6 +86,19 @@ class TrainResult:
     resumed_from: int | None = None  # epoch of the checkpoint the run continued from
     wall_time_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NonFiniteLoss(TrainingError, FloatingPointError):
+    """A NaN or infinite loss: a TrainingError for the CLI (exit 6), a FloatingPointError for ``bench tune``."""
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the ``.<name>.<random>.tmp`` files (and the older fixed ``.<name>.tmp``) a killed atomic write
+    (:mod:`bench.io`) left in ``folder`` (not below it); a link is removed, never followed. Returns what went."""
+    stale = [path for path in folder.glob(".*.tmp") if path.is_symlink() or path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def seed_everything(seed: int) -> None:
@@ -209,6 +226,8 @@ class Trainer:
         on_epoch_end: EpochHook | None = None,
     ) -> TrainResult:
         """Train :func:`epochs_run` epochs (resuming from ``last.pt``); ``best.pt`` follows ``select``."""
+        if self.workdir is not None and self.is_main:
+            remove_stale_temps(self.workdir)
         seed_everything(self.seed)
         model.to(self.device)
         optimizer = torch.optim.AdamW(param_groups(model, self.cfg.weight_decay), lr=self.cfg.lr)
@@ -219,8 +238,10 @@ class Trainer:
         start = time.perf_counter()
         self.progress.start(self.desc, total=self.epochs, completed=state["epoch"] + 1)
         for epoch in range(state["epoch"] + 1, self.epochs):
+            raise_if_stopped()
             row = self._train_epoch(wrapped, model, train_set, optimizer, step_fn, epoch)
             if evaluate is not None and is_evaluated(epoch, self.cfg):
+                raise_if_stopped()
                 row.update(self._evaluate(evaluate, model, epoch))
             self._track_best(model, row, select, result, epoch)
             result.history.append(row)
@@ -254,13 +275,15 @@ class Trainer:
         sums: dict[str, float] = {}
         batches = 0
         tic = time.perf_counter()
-        for batch in self._loader(train_set, epoch):
+        loader = self._loader(train_set, epoch)
+        for batch in loader:
+            raise_if_stopped()
             batch = {k: v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
             with self._autocast():
                 out = step_fn(wrapped, batch)
             loss = out["loss"]
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{self.desc}: non-finite loss {loss.item()} at epoch {epoch}")
+                raise self._diverged(float(loss.detach()), epoch, batches + 1, len(loader), lr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.reference_double_step:
@@ -279,6 +302,17 @@ class Trainer:
         row = {"epoch": float(epoch), "lr": lr, "epoch_time_s": time.perf_counter() - tic}
         row.update({f"train_{k}": v / max(batches, 1) for k, v in sums.items()})
         return row
+
+    def _diverged(self, loss: float, epoch: int, step: int, steps: int, lr: float) -> NonFiniteLoss:
+        """Epoch and step shown 1-based (as the progress bar counts); the hint names a job's and a pre-training's
+        lr key, as the Trainer cannot tell which it runs."""
+        lr_now, clip = self.cfg.lr, self.cfg.grad_clip
+        return NonFiniteLoss(
+            f"{self.desc}: non-finite loss {loss} at epoch {epoch + 1}/{self.epochs}, step {step}/{steps} of that "
+            f"epoch (global step {self.step_count + 1}), lr {lr:.3g} at that step: training diverged. Lower the lr of "
+            f"this stage (trainer.lr; for a pre-training pretrain.trainer.lr or pretrain.stages.<i>.trainer.lr; now "
+            f"{lr_now:g}, try e.g. {lr_now / 10:g}) or set "
+            + (f"a lower trainer.grad_clip (now {clip:g})." if clip else "trainer.grad_clip=1.0."))
 
     def _loader(self, dataset: Dataset, epoch: int) -> DataLoader:
         """Shuffled, drop_last batches; under DDP ``batch_size`` is global and each rank loads its slice."""
