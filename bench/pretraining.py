@@ -13,7 +13,14 @@ with ``pretrain.json`` beside it. Changing stage k re-runs stage k and the stage
 
 MLflow: one pre-training run per method under the sweep; with declared stages, one run per stage under it. Each is
 tagged with its method, stage name(s) and hash, and once trained with its checkpoint's path, sha256 and size (tags,
-not an uploaded ``.pth``; :mod:`bench.tracking`). A cached pre-training opens no run.
+not an uploaded ``.pth``; :mod:`bench.tracking`). A cached pre-training opens no run; it closes FINISHED (with its
+checkpoint tags) a run that a process killed between saving the checkpoint and closing the run left RUNNING, and
+removes a ``last.pt`` left beside a saved ``pretrain.pth`` by a kill just before that clean-up.
+
+Several processes on one output folder: a chain is trained under a lease (:mod:`bench.leases`) on
+``<output.dir>/leases/pretrain/<method>-<last hash>.lock`` (beside the job leases: ``pretrain/`` holds only
+checkpoint folders); a process that finds it held waits (and says so), then finds
+the cache: the pre-training is waited for, not repeated.
 
 Side data: before any stage trains, every stage still to run gets its data, and its side data is checked against
 every sample id. On the synthetic stand-in, a side-data file that is absent is first written by the stand-in writer
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,11 +50,12 @@ from bench.data.transforms import build_transform
 from bench.errors import CheckpointError, ConfigError
 from bench.identity import pretrain_hash, stage_hash
 from bench.io import atomic_write_text
+from bench.leases import LEASES_DIR, acquire
 from bench.registry import DATASETS, SIDE_DATA
 from bench.schema import StageConfig
 from bench.sources import REAL, SYNTHETIC, DataSource, locate
 from bench.tracking import run_name
-from bench.trainer import Trainer, seed_everything
+from bench.trainer import Trainer, seed_everything, world_size
 
 CHECKPOINT_NAME = "pretrain.pth"
 IMPLICIT = "pretrain"
@@ -102,9 +111,50 @@ def stages_of(cfg: DictConfig) -> list[Stage]:
     return stages
 
 
+@dataclass
+class Chain:
+    """One method's pre-training stages, resolved: their data, cache hashes (one per stage) and cache folders."""
+
+    method: str
+    declared: bool  # pretrain.stages lists the stages (else one implicit stage)
+    stages: list[Stage]
+    located: list[DataSource]
+    keys: list[str]
+    folders: list[Path]
+    kind: str  # synthetic when any stage's data is
+
+    def checkpoint(self, i: int = -1) -> Path:
+        return self.folders[i] / CHECKPOINT_NAME
+
+    def cached(self, i: int = -1) -> bool:
+        return self.checkpoint(i).exists()
+
+    def run_key(self, i: int | None = None) -> str:
+        """MLflow key of the pre-training run (``i`` None) or of stage ``i``'s run under it."""
+        if i is None:
+            return f"pretrain/{self.method}/{self.keys[-1]}"
+        return f"pretrain/{self.method}/{self.keys[i]}/{self.stages[i].name}"
+
+    @property
+    def lock(self) -> Path:
+        """``<output.dir>/leases/pretrain/<method>-<last hash>.lock``: held while the chain is trained
+        (bench.leases). Two chains that share only their first stages are not serialised by it: each may train a
+        shared stage (written atomically, so the cache stays whole; the work may be done twice)."""
+        last = self.folders[-1]  # <output.dir>/pretrain/<method>-<hash>
+        return last.parent.parent / LEASES_DIR / "pretrain" / f"{last.name}.lock"
+
+    def source(self, how: str) -> EncoderSource:
+        return EncoderSource(how, str(self.checkpoint()), self.kind, self.keys[-1], _details(self.stages, self.folders))
+
+
 def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep_run: str | None,
                    progress, note) -> EncoderSource:
-    """The weights for ``cfg``'s method: the imported file, or the last pre-training stage (run when not cached)."""
+    """The weights for ``cfg``'s method: the imported file, or the last pre-training stage (run when not cached).
+
+    Several processes on one output folder: the chain is trained under a lease on :attr:`Chain.lock` (waited for,
+    noted to the user when another process holds it), and the cache is looked at again once it is held, so a
+    pre-training another process ran meanwhile is reused, not repeated. Under torchrun (every rank trains the
+    chain together) there is no lease."""
     if cfg.method.ckpt:
         path = Path(cfg.method.ckpt).expanduser()
         if not path.is_file():
@@ -112,6 +162,18 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
         return EncoderSource("import", str(path.resolve()))
     if not method_cls.pretrains():
         return EncoderSource("none")
+    chain = resolve_chain(cfg, method_cls.name, output_dir, note)
+    with _chain_lease(chain, note):
+        if chain.cached():
+            note(f"pre-training {chain.method}: cached, {chain.checkpoint()}")
+            _settle_cached(chain, tracker, range(len(chain.stages)), whole=True)
+            return chain.source("cache")
+        return pretrain_chain(cfg, method_cls, chain, tracker, sweep_run, progress, note)
+
+
+def resolve_chain(cfg: DictConfig, method: str, output_dir: Path, note) -> Chain:
+    """The stages of ``cfg.pretrain`` with their data located (stand-in side data written when absent), their
+    cache hashes and folders ``<output.dir>/pretrain/<method>-<hash>``."""
     stages = stages_of(cfg)
     located = [locate(s.dataset, [s.variant], cfg.data.root, cfg.data.source, cfg.data.standin_size) for s in stages]
     for data in {d.note: d for d in located if d.note}.values():
@@ -122,30 +184,57 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
     digests = [side_digests(stage, data) for stage, data in zip(stages, located, strict=True)]
     keys = [pretrain_hash(cfg, kinds[0])] if not cfg.pretrain.stages else \
         [stage_hash(cfg, i, kinds, digests) for i in range(len(stages))]
-    folders = [output_dir / "pretrain" / f"{method_cls.name}-{key}" for key in keys]
+    folders = [output_dir / "pretrain" / f"{method}-{key}" for key in keys]
     kind = SYNTHETIC if SYNTHETIC in kinds else REAL
-    if (folders[-1] / CHECKPOINT_NAME).exists():
-        note(f"pre-training {method_cls.name}: cached, {folders[-1] / CHECKPOINT_NAME}")
-        return EncoderSource("cache", str(folders[-1] / CHECKPOINT_NAME), kind, keys[-1], _details(stages, folders))
+    return Chain(method, bool(cfg.pretrain.stages), stages, located, keys, folders, kind)
+
+
+def _chain_lease(chain: Chain, note):
+    """The lease on the chain's lock file, waited for (and noted) when another process holds it; none under
+    torchrun."""
+    if world_size() > 1:
+        return nullcontext()
+    return acquire(chain.lock, on_wait=lambda holder: note(
+        f"waiting for another process's pre-training of {chain.method} ({chain.lock}: {holder or 'holder unknown'})"))
+
+
+def _settle_cached(chain: Chain, tracker, indices, whole: bool) -> None:
+    """Clean up after a process killed between saving a cached stage and finishing it: its ``last.pt`` beside
+    ``pretrain.pth`` is removed, and its MLflow run (the pre-training's too when ``whole``), still RUNNING, is
+    closed FINISHED with its checkpoint tags."""
+    for i in indices:
+        (chain.folders[i] / "last.pt").unlink(missing_ok=True)
+        if chain.declared:
+            tracker.close_if_running(chain.run_key(i), chain.checkpoint(i))
+    if whole:
+        tracker.close_if_running(chain.run_key(), chain.checkpoint())
+
+
+def pretrain_chain(cfg: DictConfig, method_cls, chain: Chain, tracker, sweep_run: str | None, progress,
+                   note) -> EncoderSource:  # fmt: skip
+    """Train the stages that are not cached, in order, each from the previous stage's checkpoint, under one
+    pre-training run (one run per declared stage under it)."""
     # every stage still to run gets its data (side data checked against every sample id) before any stage trains
-    to_run = [i for i, folder in enumerate(folders) if not (folder / CHECKPOINT_NAME).exists()]
-    datasets = {i: stage_dataset(stages[i], located[i], cfg.pretrain.seed) for i in to_run}
-    for i in sorted(set(range(len(stages))) - set(to_run)):  # the stages reused from an earlier run
-        note(f"pre-training {method_cls.name} ({stages[i].name}): cached, {folders[i] / CHECKPOINT_NAME}")
+    to_run = [i for i in range(len(chain.stages)) if not chain.cached(i)]
+    datasets = {i: stage_dataset(chain.stages[i], chain.located[i], cfg.pretrain.seed) for i in to_run}
+    reused = sorted(set(range(len(chain.stages))) - set(to_run))  # the stages reused from an earlier run
+    for i in reused:
+        note(f"pre-training {chain.method} ({chain.stages[i].name}): cached, {chain.checkpoint(i)}")
+    _settle_cached(chain, tracker, reused, whole=False)
     parent = tracker.open_run(
-        key=f"pretrain/{method_cls.name}/{keys[-1]}", name=run_name(method_cls.name, "pretrain"), parent=sweep_run,
+        key=chain.run_key(), name=run_name(chain.method, "pretrain"), parent=sweep_run,
         params={"method": OmegaConf.to_container(cfg.method), "pretrain": OmegaConf.to_container(cfg.pretrain,
                                                                                              resolve=True)},
-        tags={**_run_tags("pretrain", method_cls.name, ",".join(s.name for s in stages), keys[-1]),
-              "bench.data_kind": kind},
+        tags={**_run_tags("pretrain", chain.method, ",".join(s.name for s in chain.stages), chain.keys[-1]),
+              "bench.data_kind": chain.kind},
     )
     previous = None
-    for i, (stage, data, folder) in enumerate(zip(stages, located, folders, strict=True)):
-        if not (folder / CHECKPOINT_NAME).exists():
-            run_id = parent if not cfg.pretrain.stages else tracker.open_run(
-                key=f"pretrain/{method_cls.name}/{keys[i]}/{stage.name}", parent=parent,
-                name=run_name(method_cls.name, "pretrain", f"stage {stage.name}"), params={"stage": stage.name,
-                "index": i}, tags=_run_tags("pretrain_stage", method_cls.name, stage.name, keys[i]))
+    for i, (stage, data, folder) in enumerate(zip(chain.stages, chain.located, chain.folders, strict=True)):
+        if i in datasets:
+            run_id = parent if not chain.declared else tracker.open_run(
+                key=chain.run_key(i), parent=parent, name=run_name(chain.method, "pretrain", f"stage {stage.name}"),
+                params={"stage": stage.name, "index": i}, tags=_run_tags("pretrain_stage", chain.method, stage.name,
+                                                                        chain.keys[i]))
             try:
                 run_stage(cfg, method_cls, stage, datasets[i], data.kind, folder, previous, tracker, run_id, progress)
             except BaseException as err:  # no pre-training run is left RUNNING
@@ -154,13 +243,13 @@ def encoder_source(cfg: DictConfig, method_cls, output_dir: Path, tracker, sweep
                     tracker.close_run(run, status=status)
                 raise
             if run_id != parent:
-                tracker.tag_checkpoint(run_id, folder / CHECKPOINT_NAME)
+                tracker.tag_checkpoint(run_id, chain.checkpoint(i))
                 tracker.close_run(run_id)
-        previous = folder / CHECKPOINT_NAME
+        previous = chain.checkpoint(i)
     tracker.tag_checkpoint(parent, previous)  # path, sha256 and size as tags (the .pth is not uploaded)
     tracker.log_artifact_text(parent, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     tracker.close_run(parent)
-    return EncoderSource("pretrained", str(previous), kind, keys[-1], _details(stages, folders))
+    return chain.source("pretrained")
 
 
 def _run_tags(run_kind: str, method: str, stages: str, key: str) -> dict[str, str]:

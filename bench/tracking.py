@@ -23,6 +23,12 @@ itself is not uploaded: it can be hundreds of MB). In the UI: ``tags.bench.seed 
 'objbg'``. The leaderboard files are artifacts ``leaderboard/leaderboard.<fmt>`` of each sweep run
 (:func:`log_files`, called once the CLI has written them).
 
+Several processes on one output folder (two ``bench run`` or ``bench tune`` started together): on a ``sqlite:``
+store, creating the store (MLflow's schema migration), finding-or-creating a run by its key and logging a group's
+statistics happen under an exclusive ``fcntl.flock`` on ``<db file>.lock`` beside the database
+(:mod:`bench.leases`), so the migration runs once and no key gets two runs. A server store (``http://``) is not
+serialised by it: start it before the processes that share it.
+
 Re-runs: reopening a run that had FINISHED keeps it FINISHED with its first end time, so its Duration stays the
 work it recorded (running a finished sweep again does no new work), and tags the visit ``bench.resumed_at`` (UTC, ISO
 8601); closing it FINISHED again changes nothing. A run reopened in any other state (a crash, a kill) is RUNNING
@@ -35,12 +41,14 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError
+from bench.leases import acquire
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 MAX_PARAM_LENGTH = 6000
@@ -101,6 +109,12 @@ class NullTracker:
     def close_run(self, run_id: str | None, status: str = "FINISHED") -> None:
         pass
 
+    def close_if_running(self, key: str, checkpoint: Path | None = None) -> str | None:
+        return None
+
+    def log_changed_metrics(self, run_id: str | None, metrics: dict[str, float]) -> dict[str, float]:
+        return {}
+
 
 class MlflowTracker:
     """Thin, resumable wrapper over :class:`mlflow.MlflowClient`."""
@@ -112,29 +126,30 @@ class MlflowTracker:
         self.uri = uri
         self.experiment = experiment
         try:
-            self._client = _retry(lambda: mlflow.MlflowClient(tracking_uri=uri))
-            found = _retry(lambda: self._client.get_experiment_by_name(experiment))
-            if found is None:
-                location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
-                self.experiment_id = _retry(lambda: self._client.create_experiment(experiment, location))
-            else:
-                self.experiment_id = found.experiment_id
+            with store_lock(uri):  # MLflow migrates a fresh SQLite store on first use: once, not once per process
+                self._client = _retry(lambda: mlflow.MlflowClient(tracking_uri=uri))
+                found = _retry(lambda: self._client.get_experiment_by_name(experiment))
+                if found is None:
+                    location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
+                    self.experiment_id = _retry(lambda: self._client.create_experiment(experiment, location))
+                else:
+                    self.experiment_id = found.experiment_id
         except MlflowException as err:
             raise ConfigError(f"cannot open the MLflow store at {uri}: {err.message}") from None
 
     def open_run(self, key: str, name: str, parent: str | None = None, params: dict | None = None,
                  tags: dict | None = None) -> str:
-        """Return the run with tag ``bench.key == key`` (reopened), or create it with params and tags."""
-        existing = _retry(lambda: self._client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
-        ))
-        if existing:
-            self._reopen(existing[0], name, tags or {})
-            return existing[0].info.run_id
-        all_tags = {KEY_TAG: key, **(tags or {})}
-        if parent:
-            all_tags[PARENT_TAG] = parent
-        run = _retry(lambda: self._client.create_run(self.experiment_id, run_name=name, tags=all_tags))
+        """Return the run with tag ``bench.key == key`` (reopened), or create it with params and tags (the search
+        and the creation under :func:`store_lock`, so two processes opening one key get one run)."""
+        with store_lock(self.uri):
+            existing = self._find(key)
+            if existing is not None:
+                self._reopen(existing, name, tags or {})
+                return existing.info.run_id
+            all_tags = {KEY_TAG: key, **(tags or {})}
+            if parent:
+                all_tags[PARENT_TAG] = parent
+            run = _retry(lambda: self._client.create_run(self.experiment_id, run_name=name, tags=all_tags))
         if params:
             self._log_params(run.info.run_id, flatten(params))
         return run.info.run_id
@@ -177,6 +192,36 @@ class MlflowTracker:
             return
         _retry(lambda: self._client.set_terminated(run_id, status=status))
 
+    def close_if_running(self, key: str, checkpoint: Path | None = None) -> str | None:
+        """Close FINISHED the run with tag ``bench.key == key`` if it is RUNNING (its process was killed after its
+        work was saved), tagged with ``checkpoint`` (:meth:`tag_checkpoint`) when given; its id, or None when
+        there is no such run or it is not RUNNING."""
+        run = self._find(key)
+        if run is None or run.info.status != "RUNNING":
+            return None
+        if checkpoint is not None:
+            self.tag_checkpoint(run.info.run_id, checkpoint)
+        self.close_run(run.info.run_id)
+        return run.info.run_id
+
+    def log_changed_metrics(self, run_id: str | None, metrics: dict[str, float]) -> dict[str, float]:
+        """Log (step 0) only those of ``metrics`` whose latest value in the run differs or is absent, and return
+        them: a re-run that computes the same values, or a second process doing so, adds no duplicate history."""
+        if run_id is None:
+            return {}
+        with store_lock(self.uri):
+            latest = _retry(lambda: self._client.get_run(run_id)).data.metrics
+            changed = {k: v for k, v in metrics.items() if _is_number(v) and latest.get(k) != float(v)}
+            self.log_metrics(run_id, changed)
+        return changed
+
+    def _find(self, key: str):
+        """The run with tag ``bench.key == key`` in this experiment, or None."""
+        found = _retry(lambda: self._client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1
+        ))
+        return found[0] if found else None
+
     def _reopen(self, run, name: str, tags: dict) -> None:
         """A FINISHED run stays FINISHED (first end time kept); any other is RUNNING again. Both get today's name
         and tags and ``bench.resumed_at`` (runs from older versions gain the names and tags they lacked)."""
@@ -191,6 +236,25 @@ class MlflowTracker:
         items = [Param(k, v) for k, v in sorted(params.items())]
         for chunk in _chunks(items, 90):
             _retry(lambda chunk=chunk: self._client.log_batch(run_id, params=chunk))
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///<path>`` URI (relative paths as SQLite reads them, from the current
+    folder; any ``?query`` dropped); None for another scheme or an in-memory database."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = uri[len(prefix):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """An exclusive ``fcntl.flock`` on ``<db file>.lock`` beside a SQLite store for the body (waiting for it);
+    nothing for other stores."""
+    db = sqlite_file(uri)
+    with acquire(db.with_name(db.name + ".lock")) if db is not None else nullcontext():
+        yield
 
 
 def _retry(call: Callable[[], Any], budget_s: float | None = None) -> Any:
