@@ -24,9 +24,9 @@ once (in-process).
   ``executor.array_parallelism`` tasks at once), each task one job with ``executor.gpus``/``cpus``/``mem_gb``/
   ``time_min`` on ``executor.partition``; logs and pickles under ``executor.folder`` (default
   ``<output.dir>/slurm``). This process waits for the array; killed, the same command submits only the jobs
-  without a record (an interrupted job continues from its ``last.pt``). The new array does not adopt tasks of an
-  earlier array that are still running: ``scancel`` it first, or those jobs run twice (records stay correct, each
-  is written atomically). ``executor.cluster=local`` runs the array through submitit's local executor (no
+  without a record (an interrupted job continues from its ``last.pt``). A task of an earlier array that is still
+  running holds its job's lease (:mod:`bench.leases`, on a file system with working ``flock``): the new array's
+  task for that job returns at once and the runner waits for the old one's record. ``executor.cluster=local`` runs the array through submitit's local executor (no
   Slurm), which the tests use.
 """
 
