@@ -26,8 +26,8 @@ once (in-process).
   ``<output.dir>/slurm``). This process waits for the array; killed, the same command submits only the jobs
   without a record (an interrupted job continues from its ``last.pt``). A task of an earlier array that is still
   running holds its job's lease (:mod:`bench.leases`, on a file system with working ``flock``): the new array's
-  task for that job returns at once and the runner waits for the old one's record. ``executor.cluster=local`` runs the array through submitit's local executor (no
-  Slurm), which the tests use.
+  task for that job returns at once and the runner waits for the old one's record. ``executor.cluster=local``
+  runs the array through submitit's local executor (no Slurm), which the tests use.
 """
 
 from __future__ import annotations

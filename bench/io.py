@@ -136,6 +136,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the ``.<name>.<random>.tmp`` files (and the older fixed ``.<name>.tmp``) a killed atomic write left in
+    ``folder`` (not below it); a link is removed, never followed. Returns what went."""
+    stale = [path for path in Path(folder).glob(".*.tmp") if path.is_symlink() or path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj)`` written atomically."""
     import torch

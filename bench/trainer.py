@@ -68,7 +68,7 @@ from bench.distributed import (  # noqa: F401 - the runtime's names, re-exported
 )
 from bench.errors import ConfigError, TrainingError
 from bench.interrupt import raise_if_stopped
-from bench.io import atomic_torch_save
+from bench.io import atomic_torch_save, remove_stale_temps
 from bench.metrics.base import Direction
 from bench.progress import NullProgress, Progress
 from bench.schema import TrainerConfig
@@ -90,15 +90,6 @@ class TrainResult:
 
 class NonFiniteLoss(TrainingError, FloatingPointError):
     """A NaN or infinite loss: a TrainingError for the CLI (exit 6), a FloatingPointError for ``bench tune``."""
-
-
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Remove the ``.<name>.<random>.tmp`` files (and the older fixed ``.<name>.tmp``) a killed atomic write
-    (:mod:`bench.io`) left in ``folder`` (not below it); a link is removed, never followed. Returns what went."""
-    stale = [path for path in folder.glob(".*.tmp") if path.is_symlink() or path.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
 
 
 def seed_everything(seed: int) -> None:

@@ -18,9 +18,10 @@ from torch.utils.data import TensorDataset
 from bench.cli import main
 from bench.errors import TrainingError, WorkerError
 from bench.executors import ProcessPool
+from bench.io import remove_stale_temps
 from bench.progress import NullProgress
 from bench.schema import TrainerConfig
-from bench.trainer import NonFiniteLoss, Trainer, remove_stale_temps
+from bench.trainer import NonFiniteLoss, Trainer
 from tests.bench.test_interrupt import POOLED, STARTED, CliProcess, job_id
 
 
