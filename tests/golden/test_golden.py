@@ -1,7 +1,9 @@
 """Before/after equality: one tiny sweep per protocol, run now, gives the same per-epoch metrics, statistics and
 leaderboard numbers as the fixture (tests/golden/sweeps.py; first written at fc8f8aa, before the core refactor, and
-rewritten once, when issue 14 changed defaults on purpose to the authors' behaviour: head and scratch inits, the
-Point-MAE decoder init, the pointnet2 FPS origin skip, the float32 patch-embedding BatchNorm); and the version-1
+rewritten when issue 14 changed defaults on purpose to the authors' behaviour: head and scratch inits, the
+Point-MAE decoder init, the pointnet2 FPS origin skip, the float32 patch-embedding BatchNorm; and when issue 16 gave
+the ModelNet40 / ShapeNet-55 / ScanObjectNN stand-ins a common bounding-box range, which changed the svm sweep's
+numbers only); and the version-1
 records written at fc8f8aa still load and report as they did (v1_leaderboard.md: their rendering, regenerated only
 when the report changes on purpose)."""
 

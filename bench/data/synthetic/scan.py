@@ -73,7 +73,7 @@ def scan_object(family: str, rng: np.random.Generator, n: int = 2048) -> dict[st
     clutter; hardest = objbg rotated about Y by U[0, 2π), scaled per axis U[0.85, 1.15], translated
     U[-0.2, 0.2]^3 and jittered (sigma 0.01, clipped at 0.03): a PB_T50_RS-like perturbation.
     """
-    xyz, normal = make_shape(family, rng, 3 * n)
+    xyz, normal = make_shape(family, rng, 3 * n, common=True)
     xyz = xyz - [0.0, xyz[:, 1].min(), 0.0]
     lo, hi = xyz.min(0), xyz.max(0)
     eye = random_eye(rng, (lo + hi) / 2, rng.uniform(2.5, 4.0))

@@ -243,11 +243,32 @@ def sample_parts(parts: list[Part], n: int, rng: np.random.Generator) -> Cloud:
     return np.concatenate(xyz)[perm].astype(np.float32), np.concatenate(nrm)[perm].astype(np.float32)
 
 
-def make_shape(family: str, rng: np.random.Generator, n: int) -> Cloud:
-    """One random instance of ``family``: n points + unit normals, centred on its bounding box, max norm 1."""
+#: per-axis bounding-box extents :func:`common_box` draws (uniform, then the max-norm scaling): one range for
+#: every family, so the box's aspect says nothing about the class
+COMMON_EXTENTS = (0.45, 1.0)
+
+
+def common_box(xyz: np.ndarray, normal: np.ndarray, rng: np.random.Generator) -> Cloud:
+    """The class-independent normalisation: scale each axis so the bounding box gets extents drawn from
+    U[COMMON_EXTENTS]^3 whatever the family (normals by the inverse scale, renormalised). Proportions between an
+    object's parts survive; the object's overall aspect, height and size, which any random feature reads off, do
+    not tell the classes apart."""
+    extents = np.maximum(np.ptp(xyz, axis=0), 1e-6)
+    scale = rng.uniform(*COMMON_EXTENTS, 3) / extents
+    normal = normal / scale
+    return (xyz * scale).astype(np.float32), (normal / np.linalg.norm(normal, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_shape(family: str, rng: np.random.Generator, n: int, common: bool = False) -> Cloud:
+    """One random instance of ``family``: n points + unit normals, centred on its bounding box, max norm 1.
+
+    ``common``: first apply :func:`common_box` (the classification and pre-training stand-ins do; the generation,
+    occupancy, part and room stand-ins keep the families' own proportions)."""
     from bench.data.synthetic.families import FAMILIES
 
     xyz, normal = sample_parts(FAMILIES[family](rng), n, rng)
+    if common:
+        xyz, normal = common_box(xyz, normal, rng)
     xyz -= (xyz.max(0) + xyz.min(0)) / 2
     xyz /= np.linalg.norm(xyz, axis=1).max()
     return xyz.astype(np.float32), normal

@@ -73,7 +73,7 @@ SIZES = {
         ("02691156", "03001627", "03636649", "04379243"), 512,
     ),
     "demo": StandinSize(
-        (20, 8), (10, 4), DEMO_MODELNET_CLASSES, 1024, (14, 4), tuple(sorted(SHAPENET_FAMILIES)), 1536
+        (10, 8), (10, 4), DEMO_MODELNET_CLASSES, 1024, (100, 10), tuple(sorted(SHAPENET_FAMILIES)), 1024
     ),
 }  # fmt: skip
 
@@ -203,7 +203,7 @@ def write_modelnet40(root: Path, size: str, rng: np.random.Generator) -> list[Pa
     for split, label, k, family in _plan(classes, spec.modelnet40, rng):
         offset = 0 if split == "train" else spec.modelnet40[0]
         shape_id = f"{names[label]}_{offset + k + 1:04d}"
-        xyz, normal = make_shape(family, rng, spec.modelnet40_points)
+        xyz, normal = make_shape(family, rng, spec.modelnet40_points, common=True)
         path = modelnet40.shape_txt(folder, shape_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savetxt(path, np.concatenate([xyz, normal], 1), fmt="%.6f", delimiter=",")
@@ -224,7 +224,7 @@ def write_shapenet55(root: Path, size: str, rng: np.random.Generator) -> list[Pa
     lines: dict[str, list[str]] = {"train": [], "test": []}
     written = []
     for split, label, _, family in _plan(classes, spec.shapenet55, rng):
-        xyz, _ = make_shape(family, rng, spec.shapenet55_points)
+        xyz, _ = make_shape(family, rng, spec.shapenet55_points, common=True)
         name = f"{shapenet55.SYNSETS[label]}-{rng.bytes(16).hex()}.npy"
         path = shapenet55.points_dir(root) / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -72,22 +72,23 @@ def test_writer_arguments_and_determinism(standin_root: Path, tmp_path: Path) ->
     assert (standin_root / "STANDIN.json").is_file()
 
 
-def global_features(xyz: np.ndarray) -> np.ndarray:
-    """Histogram of pairwise distances of 256 points, plus the axis extents (raw and sorted)."""
+def structure_features(xyz: np.ndarray) -> np.ndarray:
+    """Histograms of the pairwise distances of 256 points (D2) and of the height: where an object's parts lie. (The
+    bounding-box extents no longer tell the classes apart, see test_standin_signal.py.)"""
     pts = xyz[np.random.default_rng(0).choice(len(xyz), 256, replace=False)]
     dist = np.linalg.norm(pts[:, None] - pts[None], axis=-1)[np.triu_indices(256, 1)]
-    extents = np.ptp(xyz, axis=0)
-    return np.concatenate([np.histogram(dist, bins=16, range=(0, 2))[0] / len(dist), extents, np.sort(extents)])
+    height = np.histogram(xyz[:, 1], bins=10, range=(-1, 1))[0] / len(xyz)
+    return np.concatenate([np.histogram(dist, bins=16, range=(0, 2))[0] / len(dist), height])
 
 
 def test_objonly_is_learnable_by_nearest_centroid(standin_root: Path) -> None:
     train = build_dataset("scanobjectnn", standin_root, "train", "objonly")
     test = build_dataset("scanobjectnn", standin_root, "test", "objonly")
-    x_train = np.stack([global_features(train.load(i)["xyz"]) for i in range(len(train))])
-    x_test = np.stack([global_features(test.load(i)["xyz"]) for i in range(len(test))])
+    x_train = np.stack([structure_features(train.load(i)["xyz"]) for i in range(len(train))])
+    x_test = np.stack([structure_features(test.load(i)["xyz"]) for i in range(len(test))])
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     centroids = np.stack([x_train[train.labels == c].mean(0) for c in range(15)])
     pred = np.argmin(((x_test[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
     accuracy = float(np.mean(pred == test.labels))
-    assert accuracy > 0.4, f"nearest-centroid accuracy {accuracy:.2f} (chance 0.07)"
+    assert accuracy > 0.4, f"nearest-centroid accuracy {accuracy:.2f} (chance 0.07; measured 0.57 on tiny seed 0)"
