@@ -14,6 +14,7 @@ stale is ever loaded. Loading never raises: a failed build logs one warning and 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import platform
@@ -23,6 +24,8 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -89,23 +92,51 @@ def build(kind: str, verbose: bool = False) -> Path:
     started = time.perf_counter()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        cpp_extension.load(
-            name=name,
-            sources=[str(s) for s in sources(kind)],
-            extra_cflags=CPU_FLAGS if kind == "cpu" else ["-O3"],
-            extra_cuda_cflags=CUDA_FLAGS,
-            extra_ldflags=["-fopenmp"] if kind == "cpu" else [],
-            build_directory=str(folder),
-            with_cuda=kind == "cuda",
-            is_python_module=False,
-            verbose=verbose,
-        )
+        if library.exists():  # a cached build: load it, without torch's build baton (see _compile_lock)
+            torch.ops.load_library(str(library))
+            return library
+        with _compile_lock(folder):
+            if library.exists():  # another process compiled it while this one waited
+                torch.ops.load_library(str(library))
+                return library
+            _compile(cpp_extension, name, kind, folder, verbose)
     except Exception as err:  # unwritable cache, compiler or ninja missing, compile error, load error
         last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
         raise BuildError(f"building pointbench {kind} ops failed: {last}") from err
     if verbose:
         _notify(f"{kind} ops ready in {time.perf_counter() - started:.1f} s ({library})")
     return library
+
+
+@contextmanager
+def _compile_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<folder>/.compile.lock`` around a compile, released by the kernel when its holder
+    dies. torch's own baton (``<folder>/lock``, a file whose mere existence means "someone is building") is never
+    released by a process killed while holding it, and every later load of the extension then waits forever (seen
+    when a test SIGKILLed a pool worker during its first op). Under this flock nobody else can hold the baton, so a
+    baton found here is stale and is removed."""
+    with open(folder / ".compile.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (folder / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _compile(cpp_extension, name: str, kind: str, folder: Path, verbose: bool) -> None:
+    """``cpp_extension.load`` of one backend into ``folder`` (ninja; loads the library into ``torch.ops``)."""
+    cpp_extension.load(
+        name=name,
+        sources=[str(s) for s in sources(kind)],
+        extra_cflags=CPU_FLAGS if kind == "cpu" else ["-O3"],
+        extra_cuda_cflags=CUDA_FLAGS,
+        extra_ldflags=["-fopenmp"] if kind == "cpu" else [],
+        build_directory=str(folder),
+        with_cuda=kind == "cuda",
+        is_python_module=False,
+        verbose=verbose,
+    )
 
 
 def ensure(kind: str) -> bool:
