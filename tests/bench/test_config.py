@@ -58,7 +58,7 @@ def test_layer_order_cli_beats_profile_beats_suite():
     demo = resolve("scanobjectnn", "scratch", profile="demo")
     cli = resolve("scanobjectnn", "scratch", profile="demo", overrides=["trainer.epochs=3", "seeds=[5]"])
     assert paper.trainer.epochs == 300 and paper.suite.npoints == 2048 and len(paper.seeds) == 8
-    assert demo.trainer.epochs == 20 and demo.suite.npoints == 1024  # global profile, then suite profiles.demo
+    assert demo.trainer.epochs == 15 and demo.suite.npoints == 1024  # global profile, then suite profiles.demo
     assert cli.trainer.epochs == 3 and list(cli.seeds) == [5]
 
 
