@@ -159,14 +159,13 @@ def honest_accuracy(out: Path) -> dict[str, float]:
 @pytest.mark.slow
 def test_a_pretrained_method_beats_scratch_on_the_hardest_variant(tmp_path: Path) -> None:
     """The demo's signal, one cell of it: MMPD (demo pre-training, demo fine-tuning) against scratch on hardest, seed
-    0, exactly the main command's jobs for that cell (so the same numbers: 43.33% vs 20.00%).
+    0, exactly the main command's jobs for that cell (so the same numbers: 38.33% vs 19.17%).
 
     Why this cell as the CI proxy of "a pre-trained method beats scratch on every variant by more than the seed
-    std": measured with the main command (3 seeds, stand-in seed 0; issue-16 notes), MMPD beat scratch on objbg
-    (47.8 +- 2.7 vs 41.1 +- 5.8) and hardest (36.9 +- 6.3 vs 24.7 +- 5.6) but not on objonly (85.8 vs 90.6); hardest
-    has the largest gap (Point-PQAE too beats scratch there: 33.6 +- 0.5). Its margin at seed 0, 23.3 points, is
-    four scratch seed stds; the check asks for 10. Slow: 12.5 min on the shared 2-core machine under heavy load
-    (MMPD's two pre-training stages are most of it); its SVM sibling took 11.4 min there."""
+    std": measured with the main command from a fresh clone (3 seeds, stand-in seed 0, 15 fine-tuning epochs;
+    issue-16 note), MMPD beat scratch on objbg (39.4 +- 5.9 vs 31.1 +- 3.9) and hardest (29.4 +- 7.9 vs 21.7 +-
+    3.0) but not on objonly (80.3 vs 86.9); hardest seed 0 has the largest gap, 19.2 points, six scratch seed stds;
+    the check asks for 10. Slow: MMPD's two pre-training stages (48 s on 2 idle cores) are most of it."""
     out = tmp_path / "runs"
     code = main_run(["suite=scanobjectnn", "method=mmpd,scratch", "seeds=[0]", "suite.variants=[hardest]",
                      "data.standin_size=demo", f"data.root={tmp_path / 'data'}", f"output.dir={out}"])  # fmt: skip
