@@ -120,14 +120,16 @@ def test_sigkilled_pool_worker_is_a_worker_error_naming_the_running_jobs(tiny_da
 
 # --- a failed job in the pool --------------------------------------------------------------------------------------
 def began_or_failed(job: tuple[str, Path], progress) -> str:
-    """Marks that it began; "bad" fails at once, "slow" returns once "bad" has begun (at most 60 s later)."""
+    """Marks that it began; "bad" fails once "slow" has begun, "slow" returns once "bad" has begun (each waits at
+    most 60 s), so "slow" is running when "bad" fails however slowly the spawned workers start."""
     name, marks = job
     (marks / name).write_text("began")
+    other = {"bad": "slow", "slow": "bad"}.get(name)
+    deadline = time.monotonic() + 60
+    while other is not None and not (marks / other).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     if name == "bad":
         raise TrainingError("job bad diverged")
-    deadline = time.monotonic() + 60
-    while name == "slow" and not (marks / "bad").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
     time.sleep(0.5)  # "bad" has failed by now
     return name
 
