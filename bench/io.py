@@ -103,6 +103,7 @@ def atomic_write_many(contents: dict[Path, bytes]) -> list[Path]:
     is complete are they renamed onto their targets. A failure (a full disk) removes the temp files and leaves every
     target as it was. Returns the paths written."""
     temps: dict[Path, Path] = {}
+    path = None
     try:
         for path, data in contents.items():
             temps[path] = _fresh_temp(Path(path))
@@ -113,7 +114,7 @@ def atomic_write_many(contents: dict[Path, bytes]) -> list[Path]:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
         if isinstance(err, Exception) and is_out_of_space(err):
-            raise out_of_space_error(Path(next(reversed(temps), next(iter(contents))))) from None
+            raise out_of_space_error(Path(path)) from None
         raise
     for path, tmp in temps.items():
         os.replace(tmp, path)

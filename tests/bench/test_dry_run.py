@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from tests.bench.kinds_support import STAGES_YAML, registered, write_side
+from tests.bench.kinds_support import STAGES_YAML
 
 pytestmark = pytest.mark.slow
 
@@ -48,18 +48,6 @@ def test_dry_run_on_nothing_lists_the_jobs_and_the_missing_data_and_writes_nothi
     assert any(line.startswith("  notice: No shapenet55 data found") for line in lines)
     assert lines[-1] == "  time: no earlier record of these jobs: no estimate for 12 job(s); 1 pre-training(s) to " \
         "run, no estimate"
-
-
-@pytest.fixture()
-def toys(tmp_path, monkeypatch, tiny_data_root):
-    from bench import config
-
-    folder = tmp_path / "suites"
-    folder.mkdir()
-    write_side(tiny_data_root)
-    with registered(folder):
-        monkeypatch.setattr(config, "SUITES_DIR", folder)
-        yield folder
 
 
 def toy_args(tmp_path: Path, data_root: Path, spread_epochs: int) -> list[str]:

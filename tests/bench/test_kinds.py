@@ -11,21 +11,9 @@ import pytest
 
 from bench.cli import main
 from bench.records import load_records
-from tests.bench.kinds_support import STAGES_YAML, TARGET, registered, write_side
+from tests.bench.kinds_support import STAGES_YAML, TARGET, write_side
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def toys(tmp_path, monkeypatch, tiny_data_root):
-    from bench import config
-
-    folder = tmp_path / "suites"
-    folder.mkdir()
-    write_side(tiny_data_root)
-    with registered(folder):
-        monkeypatch.setattr(config, "SUITES_DIR", folder)
-        yield folder
 
 
 def stages_file(tmp_path, spread_epochs: int):

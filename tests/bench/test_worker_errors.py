@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from bench.cli import main
 from bench.errors import TrainingError, WorkerError
@@ -22,17 +20,7 @@ from bench.io import remove_stale_temps
 from bench.progress import NullProgress
 from bench.schema import TrainerConfig
 from bench.trainer import NonFiniteLoss, Trainer
-from tests.bench.test_interrupt import POOLED, STARTED, CliProcess, job_id
-
-
-def _data() -> TensorDataset:
-    class Dicts(TensorDataset):
-        def __getitem__(self, index):
-            x, y = super().__getitem__(index)
-            return {"xyz": x, "label": y}
-
-    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
-    return Dicts(x, x.sum(-1))
+from tests.bench.test_interrupt import POOLED, STARTED, CliProcess, _data, job_id
 
 
 def _regression(model, batch):
