@@ -33,6 +33,8 @@ to a target such as 50% for 1-NNA), which the result carries with its unit and d
   of its pre-training side data (``pretrain.details.side_data.<name>.<flag>`` is true, in any stage): e.g.
   ``uses_category_names`` (captions of category names: label information) and ``test_teachers`` (random test
   teachers computed the side data). Read from the records only, never from method names.
+- ``random_init``: True when every record of the row trained from random initialisation (``pretrain.source`` is
+  ``none``): the baseline of the tables' ``vs`` lines (:mod:`reports.baseline`).
 - ``selection``: JSON object {"paper": rule, "honest": rule} of the records' own wording of how each per-seed
   value was chosen (e.g. the SVM protocol's paper statistic is the reference's fixed C, not a max over epochs);
   seeds whose wording differs are joined with " | ".
@@ -86,7 +88,7 @@ COLUMNS = (
     "vote_n", "vote_mean", "vote_std", "vote_max", "vote_best_of_r", "vote_repeats",
     *_PUBLISHED_COLUMNS, "git_commits", "ops_backends", "vote_times", "dropped_duplicates",
     "headline", "report_columns", "report_metrics", "paper_statistic", "commands", "selection",
-    "paper_from", "honest_from", "table_notes", "pretrain_flags", "vote_origin", "options",
+    "paper_from", "honest_from", "table_notes", "pretrain_flags", "random_init", "vote_origin", "options",
 )
 #: provenance flags of pre-training side data that a row reports (``pretrain_flags``), in display order
 PRETRAIN_FLAGS = ("uses_category_names", "test_teachers")
@@ -260,6 +262,7 @@ def _summarize_group(key: tuple, records: list[RunRecord], dropped: int) -> list
             commands=json.dumps(sorted({r.command for r in records if getattr(r, "command", "")})),
             table_notes=_table_notes(records),
             pretrain_flags=_pretrain_flags(records),
+            random_init=all((getattr(r, "pretrain", None) or {}).get("source") == "none" for r in records),
             options=json.dumps(row_options(records)),
             **_selection(records, metric),
         )

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from bench.metrics.base import Direction
+from reports.baseline import baselines, gain_line, gain_note
 from reports.layout import metric_label
 from reports.marks import mark_notes, method_marks
 from reports.names import display_name
@@ -193,9 +194,11 @@ def paper_line(row: pd.Series) -> str:
     return f"paper {shown(row, 'paper')} (seed {int(row['paper_seed'])})"
 
 
-def cell_lines(row: pd.Series) -> list[str]:
-    """The text lines of one cell: honest, paper (max or fold mean), votes, then published and Δ (real only)."""
-    lines = [_honest_line(row), paper_line(row)]
+def cell_lines(row: pd.Series, base: pd.Series | None = None) -> list[str]:
+    """The text lines of one cell: honest, its gap to the random-init ``base`` row (:mod:`reports.baseline`),
+    paper (max or fold mean), votes, then published and Δ (real only)."""
+    gain = gain_line(row, base)
+    lines = [_honest_line(row), *([gain] if gain else []), paper_line(row)]
     lines.extend(_vote_lines(row))
     if row["data_kind"] == "real":
         lines.extend(_published_lines(row))
@@ -334,11 +337,13 @@ def _build_table(suite: str, data_kind: str, profile: str, rows: pd.DataFrame) -
     table = Table(suite, data_kind, profile, _heading(suite, data_kind, profile),
                   header=["method", *LABEL_COLUMNS, *names], columns=columns, frame=rows)
     keys = ["method", "recipe", "suite_version", "config_hash"]
+    bases, base_notes = baselines(rows)
     for _, group in rows.groupby(keys, sort=False):
         by_column = {(row["variant"], row["metric"]): row for _, row in group.iterrows()}
-        cells = [cell_lines(by_column[c]) if c in by_column else ["—"] for c in columns]
+        recipe = str(group["recipe"].iloc[0])
+        cells = [cell_lines(by_column[c], bases.get((recipe, *c))) if c in by_column else ["—"] for c in columns]
         table.rows.append(TableRow(str(group["data_kind"].iloc[0]), _label(group), cells))
-    table.notes = _notes(rows, data_kind)
+    table.notes = _notes(rows, data_kind) + gain_note(rows) + base_notes
     if data_kind == "real":
         table.references = _references(rows)
         _add_reference_rows(table, set(map(str, rows["method"])))
