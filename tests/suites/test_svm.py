@@ -16,9 +16,11 @@ from bench.cli import main
 from bench.config import resolve, variant_config
 from bench.errors import ConfigError
 from bench.records import load_records
+from bench.registry import load_plugins
 from suites.protocols.svm import SVMProbe, SVMSuite, probe, summarize, svm_feature
 from suites.protocols.toolkit import stratified_split
 
+load_plugins()  # the metric specs (acc) that summarize reads, when this module runs alone
 C_GRID, HOLDOUT = SVMSuite().c_grid, SVMSuite().validation
 
 
@@ -65,6 +67,29 @@ def test_c_is_selected_on_held_out_train_data_like_sklearn():
     assert final["c_selected"] == chosen and final["last"] == rows[grid.index(chosen)]["test_acc"]
     assert final["best"] == rows[grid.index(0.075)]["test_acc"] and final["best_epoch"] == grid.index(0.075)
     assert final["grid_best"] == max(r["test_acc"] for r in rows) and final["c_reference"] == 0.075
+
+
+def test_standardize_scales_on_the_fitted_rows_only_like_a_sklearn_pipeline():
+    # a large shared offset and tiny class signal in half of the dimensions: what pre-trained tokens look like
+    (x, y), (tx, ty) = blobs(30, 0), blobs(20, 1)
+    x, tx = [np.concatenate([a[:, :3] * 0.01 + 50.0, a[:, 3:]], 1) for a in (x, tx)]
+    seed, grid = 4, [0.01, 1.0]
+    rows, _ = probe((x, y), (tx, ty), grid, seed, HOLDOUT, standardize=True)
+    kept, held = stratified_split(y, HOLDOUT, seed=seed)
+    for row, c in zip(rows, grid, strict=True):
+        mu, sd = x[kept].mean(0), x[kept].std(0)  # the scaler of the held-out fit sees the kept rows only
+        small = LinearSVC(C=c, dual=True, random_state=seed).fit((x[kept] - mu) / sd, y[kept])
+        assert row["val_acc"] == pytest.approx(100 * small.score((x[held] - mu) / sd, y[held]))
+        mu, sd = x.mean(0), x.std(0)
+        full = LinearSVC(C=c, dual=True, random_state=seed).fit((x - mu) / sd, y)
+        assert row["test_acc"] == pytest.approx(100 * full.score((tx - mu) / sd, ty))
+    raw, _ = probe((x, y), (tx, ty), grid, seed, HOLDOUT)
+    assert [r["test_acc"] for r in raw] != [r["test_acc"] for r in rows]  # the option changes the fit
+
+
+def test_the_demo_standardizes_and_the_paper_setting_fits_raw_features():
+    assert resolve("svm", "point_mae", profile="demo").suite.standardize is True
+    assert resolve("svm", "point_mae", profile="paper").suite.standardize is False
 
 
 def test_ties_go_to_the_smaller_c():
