@@ -9,8 +9,8 @@ Margins, measured on the demo stand-in (seed 0) with the commands in the issue-1
   common box (thin legs or a solid block), i.e. structure;
 - unlabelled : labelled = 1800 ShapeNet-55 train shapes : 150 ScanObjectNN train shapes (12x; the real sets 18x);
 - the slow checks (marked ``slow``, run in CI): see their docstrings. The ranking of the methods across two stand-in
-  seeds is measured in the notes only (scratch > Point-MAE > Point-MaDi on stand-in seed 1, scratch first on both
-  seeds): a CI proxy for it would need two pre-trainings per method.
+  seeds is measured in the issue-16 note only (the main command on stand-in seeds 0 and 1): a CI check of it would
+  pre-train every method twice.
 """
 
 from __future__ import annotations
@@ -69,109 +69,67 @@ def test_unlabelled_shapes_outnumber_the_labelled_ones() -> None:
     assert pretraining >= 10 * labelled, (pretraining, labelled)
 
 
-def encoder_features(backbone, clouds: np.ndarray) -> np.ndarray:
-    """Frozen features (N, 2C) of (N, P, 3) clouds: concat(max, mean) of the patch tokens, eval mode."""
-    import torch
-
-    backbone.eval()
-    with torch.no_grad():
-        out = [backbone(torch.from_numpy(clouds[i:i + 32])).tokens for i in range(0, len(clouds), 32)]
-    tokens = torch.cat(out)
-    return torch.cat([tokens.max(1).values, tokens.mean(1)], -1).double().numpy()
-
-
-def standardised_svm_accuracy(features: tuple[np.ndarray, np.ndarray], labels: tuple[np.ndarray, np.ndarray],
-                              c: float) -> float:  # fmt: skip
-    """Test accuracy of LinearSVC(C=c) on per-dimension standardised features (fitted on the train split)."""
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
-
-    scaler = StandardScaler().fit(features[0])
-    svm = LinearSVC(C=c, max_iter=20000).fit(scaler.transform(features[0]), labels[0])
-    return float(np.mean(svm.predict(scaler.transform(features[1])) == labels[1]))
-
-
-def demo_clouds(root: Path, split: str, points: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """(N, points, 3) float32 fixed random subsets of the ModelNet40 stand-in's split, and the labels."""
-    dataset = build_dataset("modelnet40", root, split)
-    rng = np.random.default_rng(0)
-    clouds = [dataset.load(i)["xyz"] for i in range(len(dataset))]
-    return (np.stack([c[rng.choice(len(c), points, replace=False)] for c in clouds]).astype(np.float32),
-            np.asarray(dataset.labels))  # fmt: skip
-
-
-@pytest.mark.slow
-def test_pretrained_point_mae_features_beat_random_ones_under_a_linear_svm(tmp_path: Path) -> None:
-    """Point-MAE pre-trained with the demo profile on the demo ShapeNet-55 stand-in, against the same encoder at its
-    random init (seed 0), both frozen, a linear SVM on standardised features of the ModelNet40 stand-in.
-
-    Measured on the demo stand-in (48 test shapes, 512 points each), standardised features:
-
-    ========  ==========================  =========
-    C         random init (seeds 0/1/2)   Point-MAE
-    ========  ==========================  =========
-    0.01      68.8 / 66.7 / 79.2          91.7
-    0.075     79.2 / 85.4 / 81.3          85.4
-    1.0       89.6 / 85.4 / 87.5          83.3
-    ========  ==========================  =========
-
-    The check is at C = 0.01 (the suite's grid's second value), where the margin is 22.9 points at seed 0 (12.5 at
-    the best random seed): the pre-trained classes separate with a small-norm weight vector, the random ones only
-    with large weights. At C >= 0.075 the two are within noise, so the issue's "clearly below" holds only in that
-    sense. The svm suite's own raw-feature SVM (ReCon's protocol, no scaling) ranks the random encoder first
-    (89.6% vs 68.8%): the pre-trained tokens share one large shape-independent component that dominates unscaled
-    features (issue 16 notes)."""
-    import torch
-    from omegaconf import OmegaConf
-
-    from bench.checkpoints import load_encoder_checkpoint
-    from bench.cli import main
-    from bench.config import resolve
-    from bench.registry import METHODS
-
-    data_root, out = tmp_path / "data", tmp_path / "runs"
-    code = main(["--quiet", "run", "suite=svm", "method=point_mae", "seeds=[0]", "suite.variants=[modelnet40]",
-                 "data.standin_size=demo", f"data.root={data_root}", f"output.dir={out}", "tracking.enabled=false",
-                 "executor.workers=1", "trainer.threads=2"])  # fmt: skip
-    assert code == 0
-    (checkpoint,) = (out / "pretrain").glob("point_mae-*/pretrain.pth")
-    cfg, method = resolve("svm", "point_mae", profile="demo"), METHODS.get("point_mae")
-    (train, y_train), (test, y_test) = (demo_clouds(data_root / "synthetic", s) for s in ("train", "test"))
-    accuracy = {}
-    for name in ("random", "pretrained"):
-        torch.manual_seed(0)
-        backbone = method.build_backbone(OmegaConf.to_object(cfg.method), num_group=cfg.suite.num_group,
-                                         group_size=cfg.suite.group_size, drop_path=0.0)  # fmt: skip
-        if name == "pretrained":
-            load_encoder_checkpoint(backbone, checkpoint, prefix=method.checkpoint_prefix)
-        features = (encoder_features(backbone, train), encoder_features(backbone, test))
-        accuracy[name] = standardised_svm_accuracy(features, (y_train, y_test), c=0.01)
-    assert accuracy["pretrained"] >= accuracy["random"] + 0.10, accuracy
-
-
-def honest_accuracy(out: Path) -> dict[str, float]:
-    """method -> the honest (last-epoch) test accuracy of the records below ``out`` (one variant, one seed)."""
+def honest_by_cell(out: Path) -> dict[tuple[str, str], np.ndarray]:
+    """(method, variant) -> the honest statistic of each seed's record below ``out``, in record order."""
     from bench.records import load_records
 
-    return {r.method: r.results[0].value("honest") for r in load_records(out / "records")}
+    honest: dict[tuple[str, str], list[float]] = {}
+    for record in load_records(out / "records"):
+        _, variant, method, _ = record.job_id.split("/")
+        honest.setdefault((method, variant), []).append(record.results[0].value("honest"))
+    return {key: np.array(values) for key, values in honest.items()}
+
+
+def assert_beats_beyond_the_seed_std(honest: dict, method: str, baseline: str, variant: str, seeds: int = 3) -> float:
+    """The issue's test of one cell: mean(method) - mean(baseline) > the larger sample std; returns the gap."""
+    ours, base = honest[(method, variant)], honest[(baseline, variant)]
+    assert len(ours) == len(base) == seeds, honest
+    gap, spread = ours.mean() - base.mean(), max(ours.std(ddof=1), base.std(ddof=1))
+    assert gap > spread, (variant, method, ours, baseline, base)
+    return float(gap)
 
 
 @pytest.mark.slow
-def test_a_pretrained_method_beats_scratch_on_the_hardest_variant(tmp_path: Path) -> None:
-    """The demo's signal, one cell of it: MMPD (demo pre-training, demo fine-tuning) against scratch on hardest, seed
-    0, exactly the main command's jobs for that cell (so the same numbers: 38.33% vs 19.17%).
-
-    Why this cell as the CI proxy of "a pre-trained method beats scratch on every variant by more than the seed
-    std": measured with the main command from a fresh clone (3 seeds, stand-in seed 0, 15 fine-tuning epochs;
-    issue-16 note), MMPD beat scratch on objbg (39.4 +- 5.9 vs 31.1 +- 3.9) and hardest (29.4 +- 7.9 vs 21.7 +-
-    3.0) but not on objonly (80.3 vs 86.9); hardest seed 0 has the largest gap, 19.2 points, six scratch seed stds;
-    the check asks for 10. Slow: MMPD's two pre-training stages (48 s on 2 idle cores) are most of it."""
+def test_pretrained_point_mae_features_beat_random_ones_under_the_svm_suite(tmp_path: Path) -> None:
+    """``bench run suite=svm method=point_mae,scratch`` with the demo profile (3 seeds, the demo's standardised
+    LinearSVC, C chosen on held-out train data): Point-MAE's pre-trained features against the same encoder at its
+    random init (scratch), both frozen. Measured (issue-16 note, honest mean +- std): ModelNet40 97.92 +- 2.08 vs
+    93.06 +- 2.41, objbg 35.56 +- 0.48 vs 23.33 +- 1.44. With raw features (the references' practice,
+    ``suite.standardize=false``) the random init ranked first on ModelNet40 (92.36 vs 88.19, Point-MAE pre-trained
+    10 epochs): the pre-trained tokens share a large shape-independent component that dominates an unscaled SVM."""
     out = tmp_path / "runs"
-    code = main_run(["suite=scanobjectnn", "method=mmpd,scratch", "seeds=[0]", "suite.variants=[hardest]",
-                     "data.standin_size=demo", f"data.root={tmp_path / 'data'}", f"output.dir={out}"])  # fmt: skip
+    code = main_run(["suite=svm", "method=point_mae,scratch", "data.standin_size=demo",
+                     f"data.root={tmp_path / 'data'}", f"output.dir={out}"])  # fmt: skip
     assert code == 0
-    accuracy = honest_accuracy(out)
-    assert accuracy["mmpd"] >= accuracy["scratch"] + 10.0, accuracy
+    honest = honest_by_cell(out)
+    assert_beats_beyond_the_seed_std(honest, "point_mae", "scratch", "modelnet40")
+    assert assert_beats_beyond_the_seed_std(honest, "point_mae", "scratch", "objbg") >= 8.0
+
+
+@pytest.mark.slow
+def test_a_pretrained_method_beats_scratch_on_every_variant_beyond_the_seed_std(tmp_path: Path) -> None:
+    """The demo's signal, as the issue states it: on each ScanObjectNN variant a pre-trained method (MMPD, demo
+    pre-training and fine-tuning) beats scratch under the honest statistic by more than the larger seed std. These
+    are exactly the main command's MMPD and scratch jobs (3 seeds, stand-in seed 0, two one-thread workers), so the
+    same numbers: measured from a fresh clone (issue-16 note), honest mean +- std,
+
+    ========  =============  =============  ======
+    variant   MMPD           scratch        gap
+    ========  =============  =============  ======
+    objbg     55.56 +- 5.02  31.11 +- 3.94  +24.44
+    objonly   90.83 +- 2.20  86.94 +- 2.68  +3.89
+    hardest   37.78 +- 4.11  21.67 +- 3.00  +16.11
+    ========  =============  =============  ======
+
+    objonly is the thin one (1.2 points above the std): with 6 distillation epochs MMPD reached 80.28 there, with
+    18 (the demo's now) 90.83. Slow: MMPD's two pre-training stages (~100 s on 2 idle cores) and 18 jobs (~110 s)."""
+    out = tmp_path / "runs"
+    code = main_run(["suite=scanobjectnn", "method=mmpd,scratch", "data.standin_size=demo",
+                     f"data.root={tmp_path / 'data'}", f"output.dir={out}"])  # fmt: skip
+    assert code == 0
+    honest = honest_by_cell(out)
+    for variant in ("objbg", "objonly", "hardest"):
+        assert_beats_beyond_the_seed_std(honest, "mmpd", "scratch", variant)
 
 
 def main_run(args: list[str]) -> int:
