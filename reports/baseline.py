@@ -77,9 +77,12 @@ def gain_line(row: pd.Series, base: pd.Series | None) -> str | None:
     return f"vs {display_name(str(base['method']))} {gap:+.2f} ({verdict}, {spread})"
 
 
-def gain_note(rows: pd.DataFrame) -> list[str]:
-    """The table note defining the ``vs`` lines, when any row trained from random initialisation."""
-    if "random_init" not in rows or not rows["random_init"].fillna(False).astype(bool).any():
+def gain_note(rows: pd.DataFrame, bases: dict[CellKey, pd.Series]) -> list[str]:
+    """The table note defining the ``vs`` lines, when at least one cell of ``rows`` has one (``bases``: from
+    :func:`baselines`)."""
+    drawn = any(not _is_random_init(row) and (str(row["recipe"]), str(row["variant"]), str(row["metric"])) in bases
+                for _, row in rows.iterrows())  # fmt: skip
+    if not drawn:
         return []
     return ["vs = what pre-training bought: the row's honest mean − the honest mean of the row trained from random "
             "initialisation (same recipe and variant); 'beyond the seeds' std' when the gap exceeds the larger of "

@@ -343,7 +343,7 @@ def _build_table(suite: str, data_kind: str, profile: str, rows: pd.DataFrame) -
         recipe = str(group["recipe"].iloc[0])
         cells = [cell_lines(by_column[c], bases.get((recipe, *c))) if c in by_column else ["—"] for c in columns]
         table.rows.append(TableRow(str(group["data_kind"].iloc[0]), _label(group), cells))
-    table.notes = _notes(rows, data_kind) + gain_note(rows) + base_notes
+    table.notes = _notes(rows, data_kind) + gain_note(rows, bases) + base_notes
     if data_kind == "real":
         table.references = _references(rows)
         _add_reference_rows(table, set(map(str, rows["method"])))

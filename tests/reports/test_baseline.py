@@ -73,6 +73,10 @@ def test_two_random_init_rows_leave_the_cell_without_a_baseline_and_say_why():
     assert len(notes) == 1 and "objbg / acc" in notes[0] and "more than one row" in notes[0]
 
 
-def test_the_note_appears_only_with_a_random_init_row():
-    assert gain_note(_frame(_row("mmpd", 45.0, 1.0, False))) == []
-    assert "honest mean" in gain_note(_frame(_row("scratch", 40.0, 1.0, True)))[0]
+def test_the_note_appears_only_when_a_cell_has_a_vs_line():
+    alone = _frame(_row("scratch", 40.0, 1.0, True))
+    assert gain_note(alone, baselines(alone)[0]) == []  # a baseline but nothing to compare with it
+    no_base = _frame(_row("mmpd", 45.0, 1.0, False))
+    assert gain_note(no_base, baselines(no_base)[0]) == []
+    both = _frame(_row("scratch", 40.0, 1.0, True), _row("mmpd", 45.0, 1.0, False))
+    assert "honest mean" in gain_note(both, baselines(both)[0])[0]
