@@ -18,24 +18,17 @@ the table's note says why.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import pandas as pd
 
 from bench.metrics.base import Direction
 from reports.names import display_name
+from reports.values import display_scale, flagged, missing
 
 CellKey = tuple[str, str, str]  # recipe, variant, metric
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _is_random_init(row: pd.Series) -> bool:
-    value = row.get("random_init", False)
-    return not _missing(value) and bool(value)
+    return flagged(row.get("random_init", False))
 
 
 def baselines(rows: pd.DataFrame) -> tuple[dict[CellKey, pd.Series], list[str]]:
@@ -54,13 +47,12 @@ def baselines(rows: pd.DataFrame) -> tuple[dict[CellKey, pd.Series], list[str]]:
 
 
 def _scaled(row: pd.Series, column: str) -> float:
-    scale = row.get("scale", 1.0)
-    return float(row[column]) * (1.0 if _missing(scale) else float(scale))
+    return float(row[column]) * display_scale(row)
 
 
 def gain_line(row: pd.Series, base: pd.Series | None) -> str | None:
     """The ``vs <baseline>`` line of one cell (module docstring); None for the baseline itself or without one."""
-    if base is None or _is_random_init(row) or _missing(row["honest_mean"]) or _missing(base["honest_mean"]):
+    if base is None or _is_random_init(row) or missing(row["honest_mean"]) or missing(base["honest_mean"]):
         return None
     gap = _scaled(row, "honest_mean") - _scaled(base, "honest_mean")
     direction = Direction.parse(str(row.get("direction", "max")))
@@ -69,7 +61,7 @@ def gain_line(row: pd.Series, base: pd.Series | None) -> str | None:
     else:
         better = direction.better(float(row["honest_mean"]), float(base["honest_mean"]))
         verdict = "better" if better else "worse"
-    stds = [_scaled(r, "honest_std") for r in (row, base) if not _missing(r["honest_std"])]
+    stds = [_scaled(r, "honest_std") for r in (row, base) if not missing(r["honest_std"])]
     if len(stds) < 2:
         spread = "one seed: no std to compare with"
     else:

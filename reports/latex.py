@@ -18,15 +18,14 @@ Every text goes through :func:`latex_escape`. Needs only ``booktabs`` (and ``geo
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Any
 
 import pandas as pd
 
 from reports.marks import mark_notes, method_marks
 from reports.names import display_name
 from reports.tables import Table, build_tables, fold_mean, metric_words, selection_rules, vote_label
+from reports.values import display_scale, flagged, missing
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -49,17 +48,13 @@ def latex_escape(text: object) -> str:
     return "".join(_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _mean_std(mean: float, std: float) -> str:
-    return f"{mean:.2f}" if _missing(std) else f"{mean:.2f} $\\pm$ {std:.2f}"
+    return f"{mean:.2f}" if missing(std) else f"{mean:.2f} $\\pm$ {std:.2f}"
 
 
 def _statistic(row: pd.Series, name: str) -> str:
     """One cell of statistic ``name`` (paper / honest / vote / published) for one long-table row."""
-    k = 1.0 if _missing(row.get("scale", 1.0)) else float(row.get("scale", 1.0))  # the metric's display scale
+    k = display_scale(row)
     if name == "paper":
         return _mean_std(k * row["best_mean"], k * row["best_std"]) if fold_mean(row) else f"{k * row['paper']:.2f}"
     if name == "honest":
@@ -67,13 +62,13 @@ def _statistic(row: pd.Series, name: str) -> str:
     if name == "vote":
         return "--" if row["vote_n"] == 0 else _mean_std(k * row["vote_mean"], k * row["vote_std"])
     column = "published_vote" if name == "published vote" else "published"
-    if _missing(row[column]) or row["data_kind"] != "real":
+    if missing(row[column]) or row["data_kind"] != "real":
         return "--"
     unverified = row[f"{column}_unverified"]
-    flag = r"$^{\ast}$" if not _missing(unverified) and bool(unverified) else ""
+    flag = r"$^{\ast}$" if flagged(unverified) else ""
     value = f"{row[column]:g}{flag}"  # as published, no added digits
     std = row["published_std"] if column == "published" else None
-    return value if _missing(std) else f"{value} $\\pm$ {std:g}"
+    return value if missing(std) else f"{value} $\\pm$ {std:g}"
 
 
 def _statistics(table: Table) -> list[str]:

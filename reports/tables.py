@@ -18,7 +18,6 @@ also list the published numbers of methods we have no records of (LION, PVD, Poi
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,7 @@ from reports.published import (
     variant_rank,
     vote_practice,
 )
+from reports.values import display_scale, flagged, missing
 
 SYNTHETIC_LABEL = "SYNTHETIC stand-in data — not comparable to published numbers"
 UNVERIFIED_MARK = "✱"
@@ -72,10 +72,6 @@ class Table:
     frame: pd.DataFrame | None = None
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _num(value: float) -> str:
     return f"{value:.2f}"
 
@@ -84,24 +80,18 @@ def _signed(value: float) -> str:
     return f"{value:+.2f}"
 
 
-def _flagged(value: Any) -> bool:
-    """True for a set, true flag (bool or numpy bool); False for False, None and NaN."""
-    return not _missing(value) and bool(value)
-
-
 def _published(value: float, unverified: Any) -> str:
-    return f"{value:g}{UNVERIFIED_MARK if _flagged(unverified) else ''}"
+    return f"{value:g}{UNVERIFIED_MARK if flagged(unverified) else ''}"
 
 
 def shown(row: pd.Series, column: str) -> str:
     """A statistic of ``row`` as displayed: times the metric's display ``scale`` (MMD-CD x10^3), two decimals."""
-    scale = row.get("scale", 1.0)
-    return _num(row[column] * (1.0 if _missing(scale) else float(scale)))
+    return _num(row[column] * display_scale(row))
 
 
 def _honest_line(row: pd.Series) -> str:
     n = int(row["n_seeds"])
-    if _missing(row["honest_std"]):
+    if missing(row["honest_std"]):
         return f"honest {shown(row, 'honest_mean')} (n={n}, no std)"
     return f"honest {shown(row, 'honest_mean')} ± {shown(row, 'honest_std')} (n={n})"
 
@@ -116,23 +106,23 @@ def _vote_lines(row: pd.Series) -> list[str]:
     lines = []
     label = vote_label(row)
     if row["vote_n"] > 0:
-        std = "" if _missing(row["vote_std"]) else f" ± {shown(row, 'vote_std')}"
+        std = "" if missing(row["vote_std"]) else f" ± {shown(row, 'vote_std')}"
         lines.append(f"{label} {shown(row, 'vote_mean')}{std} (n={int(row['vote_n'])})")
-    if not _missing(row["vote_best_of_r"]):
-        repeats = "?" if _missing(row["vote_repeats"]) else str(int(row["vote_repeats"]))
+    if not missing(row["vote_best_of_r"]):
+        repeats = "?" if missing(row["vote_repeats"]) else str(int(row["vote_repeats"]))
         lines.append(f"{label} best-of-R {shown(row, 'vote_best_of_r')} (R={repeats})")
     return lines
 
 
 def _published_lines(row: pd.Series) -> list[str]:
     lines = []
-    if not _missing(row["published"]):
-        std = "" if _missing(row["published_std"]) else f" ± {row['published_std']:g}"
+    if not missing(row["published"]):
+        std = "" if missing(row["published_std"]) else f" ± {row['published_std']:g}"
         pub = _published(row["published"], row["published_unverified"])
         lines.append(f"published {pub}{std} (Δ {_signed(row['diff'])} vs {row['diff_basis'].replace('_', ' ')})")
-    if not _missing(row["published_vote"]):
+    if not missing(row["published_vote"]):
         pub = _published(row["published_vote"], row["published_vote_unverified"])
-        diff = "" if _missing(row["vote_diff"]) else f" (Δ {_signed(row['vote_diff'])})"
+        diff = "" if missing(row["vote_diff"]) else f" (Δ {_signed(row['vote_diff'])})"
         lines.append(f"published vote {pub}{diff}")
     return lines
 
@@ -164,8 +154,7 @@ def statistic_names(rows: pd.DataFrame) -> dict[str, str]:
 def _words(row: pd.Series) -> str:
     """'in percent, higher is better' for one row's unit, display scale and direction."""
     unit = str(row.get("unit", "%"))
-    scale = row.get("scale", 1.0)
-    scale = 1.0 if _missing(scale) else float(scale)
+    scale = display_scale(row)
     units = "in percent" if unit == "%" else f"in {unit}" if unit and unit != "nan" else "unitless"
     if scale != 1.0:
         units += f", shown x{scale:g}"
@@ -189,7 +178,7 @@ def fold_mean(row: pd.Series) -> bool:
 def paper_line(row: pd.Series) -> str:
     """``paper 90.00 (seed 2)``, or for a fold-mean suite ``paper 96.30 ± 2.50 (fold mean, n=10)``."""
     if fold_mean(row):
-        std = "" if _missing(row["best_std"]) else f" ± {shown(row, 'best_std')}"
+        std = "" if missing(row["best_std"]) else f" ± {shown(row, 'best_std')}"
         return f"paper {shown(row, 'best_mean')}{std} (fold mean, n={int(row['n_seeds'])})"
     return f"paper {shown(row, 'paper')} (seed {int(row['paper_seed'])})"
 
@@ -213,14 +202,14 @@ def _references(rows: pd.DataFrame) -> list[str]:
         if row.get("report_columns") == "metrics":
             where += f" / {metric_label(str(row['metric']))}"
         for prefix, tag in (("published", ""), ("published_vote", " vote")):
-            if _missing(row[prefix]):
+            if missing(row[prefix]):
                 continue
-            flag = f" {UNVERIFIED_MARK} unverified" if _flagged(row[f"{prefix}_unverified"]) else ""
+            flag = f" {UNVERIFIED_MARK} unverified" if flagged(row[f"{prefix}_unverified"]) else ""
             note = row["published_note"] if prefix == "published" else None
             std = row["published_std"] if prefix == "published" else None
-            value = f"{row[prefix]:g}" + ("" if _missing(std) else f" ± {std:g}")
+            value = f"{row[prefix]:g}" + ("" if missing(std) else f" ± {std:g}")
             ref = f"{where}{tag}: {value}{flag}. {row[f'{prefix}_protocol']}. Source: {row[f'{prefix}_source']}"
-            refs.append(ref + ("" if _missing(note) else f". Note: {note}"))
+            refs.append(ref + ("" if missing(note) else f". Note: {note}"))
     return list(dict.fromkeys(refs))
 
 
