@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import INTERRUPTED_EXIT, BenchError
 
 DESCRIPTION = "bench: run, tune, show, ls, report, score generation, data {check, synth, prepare}."
 EPILOG = """arguments after the sub-command are key=value (bench run suite=scanobjectnn method=all trainer.epochs=5);
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         print("bench: interrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
     except Exception as err:  # a full disk surfaces through many libraries (torch, SQLite, pandas)
         from bench.io import is_out_of_space
 

@@ -1,9 +1,10 @@
 """Leases: which process is running a job (or a pre-training) of an output folder right now.
 
-A lease is an exclusive ``fcntl.flock`` on a lock file (a job's: ``<output.dir>/leases/<suite>/<method>-<hash>/
-<job id with / -> __>.lock``, one per run record; a pre-training's: ``<output.dir>/pretrain/<method>-<hash>.lock``).
-The holder writes its pid, host and start time (UTC, ISO 8601) into the file for humans (``cat`` it); only the
-lock counts, never the file's content or existence, and the file stays after release.
+A lease is an exclusive ``fcntl.flock`` on a lock file: a job's is
+``<output.dir>/leases/<suite>/<method>-<hash>/<job id with / -> __>.lock``, one per run record; a pre-training's is
+``<output.dir>/leases/pretrain/<method>-<hash>.lock``. The holder writes its pid, host and start time (UTC, ISO
+8601) into the file for humans (``cat`` it); only the lock counts, never the file's content or existence, and the
+file stays after release.
 
 Why a kernel lock, not a heartbeat file: the kernel drops the lock the moment its holder dies (a crash, an OOM kill,
 SIGKILL included), so a lease "expires" at once, with no clock, no timeout to tune and no thread writing

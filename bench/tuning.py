@@ -53,14 +53,11 @@ Outputs in ``<output.dir>/tuning/<study>/`` (written by every worker when it end
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +68,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.config import CliRequest, resolve
 from bench.errors import ConfigError, JobStopped
 from bench.io import check_output_links
+from bench.leases import Lease, acquire
 from bench.metrics.base import Direction
 from bench.plan import job_spec, plan_suite
 from bench.pretraining import encoder_source
@@ -254,20 +252,12 @@ def study_folder_name(name: str) -> str:
     return folder
 
 
-@contextmanager
-def opening_lock(output_dir: Path) -> Iterator[None]:
-    """An exclusive lock (``<output.dir>/tuning/.open_study.lock``, ``fcntl.flock``) around creating a study and
-    enqueueing its default trial: two workers started together on one machine would otherwise both see an empty
-    study and both enqueue the default config. Workers on other machines (a shared postgresql:// storage) are not
-    serialised by it."""
-    folder = output_dir / "tuning"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".open_study.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def opening_lock(output_dir: Path) -> Lease:
+    """An exclusive lease (:mod:`bench.leases`, waited for) on ``<output.dir>/tuning/.open_study.lock`` around
+    creating a study and enqueueing its default trial: two workers started together on one machine would otherwise
+    both see an empty study and both enqueue the default config. Workers on other machines (a shared postgresql://
+    storage) are not serialised by it."""
+    return acquire(output_dir / "tuning" / ".open_study.lock")
 
 
 def open_study(study: Study) -> optuna.Study:
