@@ -184,8 +184,7 @@ class SVMProbe(Protocol):
             if ctx.on_epoch_end is not None:
                 ctx.on_epoch_end(i, row)
         extra = {"checkpoint_load": load_report, "reference_c_source": reference.source,
-                 "feature_dim": int(xy[0][0].shape[1]), "convergence_warnings": unconverged,
-                 "standardize": suite.standardize}  # fmt: skip
+                 "feature_dim": int(xy[0][0].shape[1]), "convergence_warnings": unconverged}  # fmt: skip
         return JobResult([summarize(rows, reference.c, suite.validation)], rows, extra)
 
     @staticmethod
