@@ -27,6 +27,10 @@ from reports.values import display_scale, flagged, missing
 CellKey = tuple[str, str, str]  # recipe, variant, metric
 
 
+def _cell_key(row: pd.Series) -> CellKey:
+    return str(row["recipe"]), str(row["variant"]), str(row["metric"])
+
+
 def _is_random_init(row: pd.Series) -> bool:
     return flagged(row.get("random_init", False))
 
@@ -36,7 +40,7 @@ def baselines(rows: pd.DataFrame) -> tuple[dict[CellKey, pd.Series], list[str]]:
     found: dict[CellKey, list[pd.Series]] = {}
     for _, row in rows.iterrows():
         if _is_random_init(row):
-            found.setdefault((str(row["recipe"]), str(row["variant"]), str(row["metric"])), []).append(row)
+            found.setdefault(_cell_key(row), []).append(row)
     chosen = {key: group[0] for key, group in found.items() if len(group) == 1}
     ambiguous = sorted({" / ".join(key[1:]) for key, group in found.items() if len(group) > 1})
     notes = []
@@ -72,8 +76,7 @@ def gain_line(row: pd.Series, base: pd.Series | None) -> str | None:
 def gain_note(rows: pd.DataFrame, bases: dict[CellKey, pd.Series]) -> list[str]:
     """The table note defining the ``vs`` lines, when at least one cell of ``rows`` has one (``bases``: from
     :func:`baselines`)."""
-    drawn = any(not _is_random_init(row) and (str(row["recipe"]), str(row["variant"]), str(row["metric"])) in bases
-                for _, row in rows.iterrows())  # fmt: skip
+    drawn = any(not _is_random_init(row) and _cell_key(row) in bases for _, row in rows.iterrows())
     if not drawn:
         return []
     return ["vs = what pre-training bought: the row's honest mean − the honest mean of the row trained from random "
